@@ -1,0 +1,188 @@
+"""One bootstrap(settings) builds everything: services, runtime, workers, scheduler, HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.api.app import build_app
+from bot.config import Settings
+from bot.core.clock import Clock, SystemClock
+from bot.core.enums import Priority
+from bot.core.events import Event
+from bot.core.messages import Msg
+from bot.db import migrate
+from bot.db.engine import make_engine, make_sessionmaker
+from bot.db.models import Outbox, User
+from bot.handlers.router import handle
+from bot.i18n import Renderer
+from bot.runtime.base import Runtime
+from bot.scheduler.sweep import build_scheduler
+from bot.services.context import Services
+from bot.services.staff import organisation, supervisors_on_duty
+from bot.workers.polling import poll_forever
+from bot.workers.processor import InboxProcessor
+from bot.workers.sender import OutboxSender
+
+log = logging.getLogger(__name__)
+
+
+class SchemaBehind(Exception):
+    pass
+
+
+def build_services(
+    settings: Settings, *, clock: Clock | None = None, engine: AsyncEngine | None = None
+) -> Services:
+    engine = engine or make_engine(settings.database_url)
+    return Services(
+        settings=settings,
+        clock=clock or SystemClock(),
+        renderer=Renderer(),
+        sessionmaker=make_sessionmaker(engine),
+    )
+
+
+def make_runtime(settings: Settings, services: Services) -> Runtime:
+    async def on_event(event: Event) -> None:
+        await handle(services, event)
+
+    if settings.bot_runtime == "ptb":
+        from bot.runtime.ptb import PTBRuntime
+
+        return PTBRuntime(
+            token=settings.bot_token, api_url=settings.telegram_api_url, handle=on_event
+        )
+    from bot.runtime.aiogram import AiogramRuntime
+
+    return AiogramRuntime(
+        token=settings.bot_token, api_url=settings.telegram_api_url, handle=on_event
+    )
+
+
+async def prepare_database(engine: AsyncEngine) -> None:
+    """Upgrade an empty database; refuse to start on one an older fieldbot left behind."""
+    current = await migrate.current_revision(engine)
+    if current is None:
+        await migrate.upgrade(engine)
+        return
+    if current != migrate.head_revision():
+        raise SchemaBehind(f"the database schema is at {current}; run `fieldbot db upgrade` first")
+
+
+@dataclass
+class FieldBot:
+    """The running product: polling or webhook, inbox processor, sender, scheduler, HTTP."""
+
+    settings: Settings
+    clock: Clock | None = None
+    serve_http: bool = True
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.services = build_services(self.settings, clock=self.clock)
+        self.runtime = make_runtime(self.settings, self.services)
+        self.processor = InboxProcessor(self.services, self.runtime)
+        self.sender = OutboxSender(
+            self.services, self.runtime, on_permanent_failure=self._delivery_failed
+        )
+        self.services.after_commit.append(self.sender.wake.set)
+        self.services.after_commit.append(self.processor.wake.set)
+        self.scheduler = build_scheduler(self.services)
+        self.http_server: uvicorn.Server | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        bind = self.services.sessionmaker.kw["bind"]
+        assert isinstance(bind, AsyncEngine)
+        return bind
+
+    def _delivery_failed(self, row: Outbox, reason: str) -> None:
+        self.tasks.append(asyncio.create_task(self._tell_supervisor(row.chat_id)))
+
+    async def _tell_supervisor(self, chat_id: int) -> None:
+        from sqlalchemy import select
+
+        async with self.services.uow() as uow:
+            user = await uow.session.scalar(select(User).where(User.chat_id == chat_id))
+            supervisors = await supervisors_on_duty(uow)
+            if user is None or any(s.id == user.id for s in supervisors):
+                return
+            for supervisor in supervisors:
+                await uow.out.send(
+                    Msg(
+                        "alert_undeliverable",
+                        {"name": user.name, "role": user.role},
+                        user_id=supervisor.id,
+                        priority=Priority.URGENT,
+                    )
+                )
+            await uow.commit()
+
+    async def start(self) -> None:
+        await prepare_database(self.engine)
+        await self.runtime.start()
+        try:
+            me = await self.runtime.get_me()
+        except Exception as exc:
+            raise RuntimeError(
+                f"cannot reach the Bot API at {self.settings.telegram_api_url}: "
+                f"{type(exc).__name__}"
+            ) from None
+        async with self.services.uow() as uow:
+            org = await organisation(uow)
+            org.settings = {**org.settings, "bot_username": me.get("username", "")}
+            await uow.commit()
+        if self.settings.webhook_url:
+            await self.runtime.set_webhook(
+                self.settings.webhook_url + "/telegram/webhook", self.settings.webhook_secret
+            )
+        else:
+            await self.runtime.delete_webhook()
+            self.tasks.append(asyncio.create_task(poll_forever(self.services, self.runtime)))
+        self.tasks.append(asyncio.create_task(self.processor.run_forever()))
+        self.tasks.append(asyncio.create_task(self.sender.run_forever()))
+        self.scheduler.start()
+        if self.serve_http:
+            app = build_app(self.services, on_update=self.processor.wake.set)
+            config = uvicorn.Config(
+                app,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+                log_level="warning",
+                lifespan="off",
+            )
+            self.http_server = uvicorn.Server(config)
+            self.tasks.append(asyncio.create_task(self.http_server.serve()))
+            while not self.http_server.started:
+                await asyncio.sleep(0.01)
+                for task in self.tasks:
+                    if task.done() and task.exception():
+                        raise task.exception()  # type: ignore[misc]
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.http_server is not None:
+            self.http_server.should_exit = True
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+        await self.runtime.stop()
+        await self.engine.dispose()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

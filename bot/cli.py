@@ -1,0 +1,266 @@
+"""The ``fieldbot`` command: run, demo, db, staff, dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bot.config import Settings, SettingsError, load_settings
+from bot.logs import setup_logging
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        click.echo(f"fieldbot: {exc}", err=True)
+        sys.exit(2)
+
+
+def _run(coro_factory: Callable[[], Awaitable[T]]) -> T:
+    async def runner() -> T:
+        return await coro_factory()
+
+    return asyncio.run(runner())
+
+
+@click.group()
+def main() -> None:
+    """fieldbot: a chat-first field-service desk on Telegram."""
+
+
+@main.command()
+def run() -> None:
+    """Run the bot (polling, or webhook when WEBHOOK_URL is set) and its HTTP app."""
+    settings = _settings()
+    setup_logging(settings.log_level)
+    if not settings.bot_token:
+        click.echo(
+            "fieldbot: setting BOT_TOKEN: required to run; try `fieldbot demo` instead", err=True
+        )
+        sys.exit(2)
+    if settings.webhook_url and not settings.webhook_secret:
+        click.echo("fieldbot: setting WEBHOOK_SECRET: required when WEBHOOK_URL is set", err=True)
+        sys.exit(2)
+    from bot.bootstrap import FieldBot, SchemaBehind
+
+    bot = FieldBot(settings)
+    try:
+        asyncio.run(bot.run_forever())
+    except SchemaBehind as exc:
+        click.echo(f"fieldbot: {exc}", err=True)
+        sys.exit(2)
+    except RuntimeError as exc:
+        click.echo(f"fieldbot: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--fast/--real-time", default=True, help="Shrink deadlines to seconds.")
+def demo(fast: bool) -> None:
+    """Offline demo: a fake Telegram, the real bot, a whole job, printed as it happens."""
+    from bot.demo import run_demo
+
+    setup_logging("WARNING")
+    sys.exit(asyncio.run(run_demo(fast=fast)))
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (to the newest revision by default)."""
+    settings = _settings()
+    from bot.db import migrate
+    from bot.db.engine import make_engine
+
+    async def go() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            await migrate.upgrade(engine, revision)
+        finally:
+            await engine.dispose()
+
+    _run(go)
+    click.echo(f"database upgraded to {revision}")
+
+
+async def _with_services(settings: Settings, body: Callable[[Any], Awaitable[T]]) -> T:
+    from bot.bootstrap import build_services, prepare_database
+
+    services = build_services(settings)
+    engine = services.sessionmaker.kw["bind"]
+    try:
+        await prepare_database(engine)
+        return await body(services)
+    finally:
+        await engine.dispose()
+
+
+def _fail_fields(errors: list[tuple[str, str]], as_json: bool) -> None:
+    if as_json:
+        click.echo(
+            json.dumps({"ok": False, "errors": [{"field": f, "message": m} for f, m in errors]})
+        )
+    else:
+        for field, message in errors:
+            click.echo(f"error: {field}: {message}", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def staff() -> None:
+    """Staff members and their invite links."""
+
+
+@staff.command("add")
+@click.option(
+    "--role", required=True, type=click.Choice(["engineer", "supervisor", "manager", "dispatcher"])
+)
+@click.option("--name", required=True)
+@click.option("--phone", default=None)
+@click.option("--skills", default="", help="Comma-separated: repair,installation,...")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def staff_add(role: str, name: str, phone: str | None, skills: str, as_json: bool) -> None:
+    """Create a staff record and print its single-use invite link."""
+    settings = _settings()
+    from bot.services.errors import FieldError
+    from bot.services.staff import add_staff
+
+    async def body(services: Any) -> dict[str, Any]:
+        async with services.uow() as uow:
+            new = await add_staff(
+                uow,
+                role=role,
+                name=name,
+                phone=phone,
+                skills=[s for s in skills.split(",") if s.strip()],
+            )
+            await uow.commit()
+            return {
+                "id": new.user.id,
+                "staff_no": new.user.staff_no,
+                "role": new.user.role,
+                "name": new.user.name,
+                "code": new.code,
+                "link": new.link,
+                "skills": [q.skill for q in new.user.qualifications],
+            }
+
+    try:
+        out = asyncio.run(_with_services(settings, body))
+    except FieldError as exc:
+        _fail_fields(exc.errors, as_json)
+        return
+    if as_json:
+        click.echo(json.dumps({"ok": True, **out}, ensure_ascii=False))
+    else:
+        click.echo(f"{out['role']} {out['name']} ({out['staff_no']}) added.")
+        click.echo(f"invite link (single use): {out['link']}")
+        click.echo(f"invite code: {out['code']}")
+
+
+@main.group()
+def dispatch() -> None:
+    """Dispatches (jobs)."""
+
+
+@dispatch.command("create")
+@click.option("--customer", required=True, help="Customer unit name")
+@click.option("--contact-name", required=True)
+@click.option("--contact-phone", required=True)
+@click.option("--address", required=True)
+@click.option("--latitude", type=float, default=None)
+@click.option("--longitude", type=float, default=None)
+@click.option("--equipment-model", required=True)
+@click.option("--quantity", default="1")
+@click.option("--serials", default="", help="Separated by ; or ,")
+@click.option("--service-type", required=True, help="installation, startup, repair or maintenance")
+@click.option("--window-start", required=True, help="Site-local time, e.g. 2026-12-01T09:00")
+@click.option("--window-end", required=True)
+@click.option("--engineer", default=None, help="Staff number of the engineer to offer it to")
+@click.option("--description", default=None)
+@click.option("--ref", default=None, help="Your own reference (creating twice does nothing)")
+@click.option("--json", "as_json", is_flag=True)
+def dispatch_create(as_json: bool, **fields: Any) -> None:
+    """Create a dispatch; it is offered to an engineer at once (by the running bot)."""
+    settings = _settings()
+    from bot.flows.intake import create_dispatch
+    from bot.services.customers import customer_link
+    from bot.services.errors import FieldError
+
+    raw = {k: v for k, v in fields.items() if v not in (None, "")}
+
+    async def body(services: Any) -> dict[str, Any]:
+        async with services.uow() as uow:
+            created = await create_dispatch(uow, raw, source="cli")
+            link = await customer_link(uow, created)
+            await uow.commit()
+            return {
+                "id": created.id,
+                "number": created.number,
+                "status": created.status,
+                "customer_link": link,
+            }
+
+    try:
+        out = asyncio.run(_with_services(settings, body))
+    except FieldError as exc:
+        _fail_fields(exc.errors, as_json)
+        return
+    if as_json:
+        click.echo(json.dumps({"ok": True, **out}))
+    else:
+        click.echo(f"dispatch {out['number']} created (id {out['id']}, {out['status']}).")
+        click.echo(f"customer link: {out['customer_link']}")
+
+
+@dispatch.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def dispatch_import(file: Path, as_json: bool) -> None:
+    """Import dispatches from a CSV file (UTF-8, header row with the field names)."""
+    settings = _settings()
+    from bot.flows.intake import import_csv
+
+    data = file.read_bytes()
+    report = asyncio.run(_with_services(settings, lambda services: import_csv(services, data)))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": not report.fatal and not report.errors,
+                    "fatal": report.fatal or None,
+                    "created": report.created,
+                    "skipped": [{"line": line, "number": n} for line, n in report.skipped],
+                    "errors": [{"line": line, "reason": r} for line, r in report.errors],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        if report.fatal:
+            click.echo(f"error: {file.name}: {report.fatal}", err=True)
+        for line, reason in report.errors:
+            click.echo(f"error: line {line}: {reason}", err=True)
+        for line, number in report.skipped:
+            click.echo(f"line {line}: already imported as {number}")
+        click.echo(
+            f"{len(report.created)} imported, {len(report.skipped)} already there, "
+            f"{len(report.errors)} rejected"
+        )
+    sys.exit(1 if report.fatal or report.errors else 0)

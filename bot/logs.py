@@ -1,0 +1,41 @@
+"""Logging set-up with a last line of defence: phone numbers and tokens are masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_PHONE = re.compile(r"(?<![\w.])\+?\d[\d \-]{7,}\d(?![\w.])")
+_TOKEN = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
+
+
+def redact(text: str) -> str:
+    text = _TOKEN.sub("<bot-token>", text)
+    text = _BEARER.sub(r"\1<redacted>", text)
+    return _PHONE.sub(
+        lambda m: "<phone>" if sum(c.isdigit() for c in m.group()) >= 9 else m.group(), text
+    )
+
+
+class RedactingFilter(logging.Filter):
+    """Renders each record once, masked; secrets and phone numbers never reach a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiogram.event", "httpx", "apscheduler", "uvicorn.access", "telegram.ext"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,197 @@
+"""The aiogram 3 runtime: aiogram objects in, our Events out; our Bot API calls sent by aiogram."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiogram.methods as methods
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import CallbackQuery, Message, Update
+
+from bot.core.events import Event, Kind
+from bot.runtime.base import (
+    EventHandler,
+    NotModified,
+    PermanentSendError,
+    RetryAfter,
+    TransientSendError,
+)
+from bot.runtime.events import command_parts
+
+
+def message_event(message: Message, update_id: int, *, edited: bool = False) -> Event:
+    """An aiogram Message → our Event."""
+    user = message.from_user
+    base: dict[str, Any] = {
+        "update_id": update_id,
+        "telegram_id": user.id if user else message.chat.id,
+        "chat_id": message.chat.id,
+        "private": message.chat.type == "private",
+        "language": user.language_code if user else None,
+        "first_name": (user.first_name if user else "") or "",
+        "message_id": message.message_id,
+        "edited": edited,
+    }
+    if message.location is not None:
+        return Event(
+            kind=Kind.LOCATION,
+            latitude=message.location.latitude,
+            longitude=message.location.longitude,
+            live=bool(message.location.live_period) or edited,
+            **base,
+        )
+    if message.contact is not None:
+        return Event(
+            kind=Kind.CONTACT,
+            contact_phone=message.contact.phone_number,
+            contact_user_id=message.contact.user_id,
+            **base,
+        )
+    if message.photo:
+        best = message.photo[-1]
+        return Event(
+            kind=Kind.PHOTO,
+            file_ids=(best.file_id,),
+            file_size=best.file_size or 0,
+            text=message.caption or "",
+            **base,
+        )
+    if message.voice is not None:
+        return Event(
+            kind=Kind.VOICE,
+            file_ids=(message.voice.file_id,),
+            file_size=message.voice.file_size or 0,
+            duration=message.voice.duration,
+            **base,
+        )
+    if message.document is not None:
+        return Event(
+            kind=Kind.DOCUMENT,
+            file_ids=(message.document.file_id,),
+            file_size=message.document.file_size or 0,
+            mime_type=message.document.mime_type or "",
+            text=message.caption or "",
+            **base,
+        )
+    if message.text is not None:
+        if edited:
+            return Event(kind=Kind.OTHER, **base)
+        parts = command_parts(message.text)
+        if parts is not None:
+            return Event(
+                kind=Kind.COMMAND, text=message.text, command=parts[0], args=parts[1], **base
+            )
+        return Event(kind=Kind.TEXT, text=message.text, **base)
+    return Event(kind=Kind.OTHER, **base)
+
+
+def callback_event(query: CallbackQuery, update_id: int) -> Event:
+    """An aiogram CallbackQuery → our Event."""
+    message = query.message
+    chat_id = message.chat.id if message is not None else query.from_user.id
+    private = message.chat.type == "private" if message is not None else True
+    return Event(
+        update_id=update_id,
+        kind=Kind.BUTTON,
+        telegram_id=query.from_user.id,
+        chat_id=chat_id,
+        private=private,
+        language=query.from_user.language_code,
+        first_name=query.from_user.first_name or "",
+        data=query.data or "",
+        callback_id=query.id,
+        message_id=message.message_id if message is not None else None,
+    )
+
+
+def build_router(handle: EventHandler) -> Router:
+    """fieldbot as an aiogram Router: include it in any Dispatcher (``dp.include_router``)."""
+    router = Router(name="fieldbot")
+
+    @router.message()
+    async def _message(message: Message, event_update: Update) -> None:
+        await handle(message_event(message, event_update.update_id))
+
+    @router.edited_message(F.location)
+    async def _edited(message: Message, event_update: Update) -> None:
+        await handle(message_event(message, event_update.update_id, edited=True))
+
+    @router.callback_query()
+    async def _callback(query: CallbackQuery, event_update: Update) -> None:
+        await handle(callback_event(query, event_update.update_id))
+
+    return router
+
+
+class AiogramRuntime:
+    """Runs fieldbot on aiogram: our inbox feeds its Dispatcher; our sender calls its Bot."""
+
+    name = "aiogram"
+
+    def __init__(self, *, token: str, api_url: str, handle: EventHandler) -> None:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+        self.bot = Bot(token=token, session=session)
+        self.dispatcher = Dispatcher()
+        self.dispatcher.include_router(build_router(handle))
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        await self.bot.session.close()
+
+    async def get_me(self) -> dict[str, Any]:
+        me = await self.bot.get_me()
+        return {"id": me.id, "username": me.username or ""}
+
+    async def get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
+        try:
+            updates = await self.bot(
+                methods.GetUpdates(offset=offset, timeout=timeout), request_timeout=timeout + 10
+            )
+        except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as exc:
+            raise TransientSendError(type(exc).__name__) from None
+        return [
+            u.model_dump(mode="json", exclude_none=True, by_alias=True, exclude_unset=True)
+            for u in updates
+        ]
+
+    async def feed(self, payload: dict[str, Any]) -> None:
+        update = Update.model_validate(payload, context={"bot": self.bot})
+        await self.dispatcher.feed_update(self.bot, update)
+
+    async def call(self, method: str, payload: dict[str, Any]) -> Any:
+        cls = getattr(methods, method[0].upper() + method[1:], None)
+        if cls is None:
+            raise PermanentSendError(f"unknown method {method}")
+        try:
+            result = await self.bot(cls.model_validate(payload, context={"bot": self.bot}))
+        except TelegramRetryAfter as exc:
+            raise RetryAfter(float(exc.retry_after)) from None
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            raise TransientSendError(type(exc).__name__) from None
+        except TelegramForbiddenError as exc:
+            raise PermanentSendError(exc.message, blocked=True) from None
+        except (TelegramBadRequest, TelegramNotFound) as exc:
+            if "not modified" in exc.message:
+                raise NotModified(exc.message) from None
+            raise PermanentSendError(exc.message) from None
+        if isinstance(result, Message):
+            return {"message_id": result.message_id}
+        return result
+
+    async def set_webhook(self, url: str, secret: str) -> None:
+        await self.bot.set_webhook(url, secret_token=secret or None)
+
+    async def delete_webhook(self) -> None:
+        await self.bot.delete_webhook()

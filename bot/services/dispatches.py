@@ -1,0 +1,224 @@
+"""Dispatch persistence: creation from validated intake, lookups, history and status changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot.core.enums import HELD_DISPATCH_STATUSES, DispatchStatus, Role
+from bot.db.models import Customer, Dispatch, DispatchEvent, Equipment, Site, User
+from bot.services.errors import FieldError
+from bot.services.intake import CleanDispatch
+from bot.services.uow import UnitOfWork
+
+# One transition table for the dispatch status machine.
+TRANSITIONS: dict[DispatchStatus, frozenset[DispatchStatus]] = {
+    DispatchStatus.NEW: frozenset(
+        {DispatchStatus.OFFERED, DispatchStatus.UNASSIGNED, DispatchStatus.CANCELLED}
+    ),
+    DispatchStatus.OFFERED: frozenset(
+        {
+            DispatchStatus.OFFERED,
+            DispatchStatus.ACCEPTED,
+            DispatchStatus.UNASSIGNED,
+            DispatchStatus.CANCELLED,
+        }
+    ),
+    DispatchStatus.UNASSIGNED: frozenset({DispatchStatus.OFFERED, DispatchStatus.CANCELLED}),
+    DispatchStatus.ACCEPTED: frozenset({DispatchStatus.CONTACTED, DispatchStatus.CANCELLED}),
+    DispatchStatus.CONTACTED: frozenset(
+        {DispatchStatus.EN_ROUTE, DispatchStatus.ON_SITE, DispatchStatus.CANCELLED}
+    ),
+    DispatchStatus.EN_ROUTE: frozenset(
+        {DispatchStatus.EN_ROUTE, DispatchStatus.ON_SITE, DispatchStatus.CANCELLED}
+    ),
+    DispatchStatus.ON_SITE: frozenset(
+        {
+            DispatchStatus.AWAITING_SIGNOFF,
+            DispatchStatus.EN_ROUTE,
+            DispatchStatus.CONTACTED,
+            DispatchStatus.CANCELLED,
+        }
+    ),
+    DispatchStatus.AWAITING_SIGNOFF: frozenset({DispatchStatus.SIGNED_OFF}),
+    DispatchStatus.SIGNED_OFF: frozenset({DispatchStatus.CLOSED}),
+    DispatchStatus.CLOSED: frozenset(),
+    DispatchStatus.CANCELLED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def subject(dispatch_id: int) -> str:
+    """The timer subject of a dispatch."""
+    return f"dispatch:{dispatch_id}"
+
+
+async def record(
+    uow: UnitOfWork,
+    dispatch: Dispatch,
+    kind: str,
+    *,
+    actor: User | None = None,
+    to_status: DispatchStatus | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    **data: Any,
+) -> DispatchEvent:
+    """Append to the dispatch's history and, with ``to_status``, move it (checked)."""
+    from_status = dispatch.status
+    if to_status is not None:
+        allowed = TRANSITIONS[DispatchStatus(from_status)]
+        if to_status not in allowed:
+            raise IllegalTransition(f"{from_status} -> {to_status}")
+        dispatch.status = to_status.value
+    event = DispatchEvent(
+        dispatch_id=dispatch.id,
+        at=uow.clock.now(),
+        actor_id=actor.id if actor else None,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status.value if to_status else None,
+        latitude=latitude,
+        longitude=longitude,
+        data=data,
+    )
+    uow.session.add(event)
+    return event
+
+
+async def find_engineer(uow: UnitOfWork, staff_no: str) -> User | None:
+    return await uow.session.scalar(
+        select(User).where(
+            func.upper(User.staff_no) == staff_no.strip().upper(),
+            User.role == Role.ENGINEER.value,
+            User.active.is_(True),
+        )
+    )
+
+
+async def existing_import(uow: UnitOfWork, key: str) -> Dispatch | None:
+    return await uow.session.scalar(select(Dispatch).where(Dispatch.import_key == key))
+
+
+async def create_dispatch(
+    uow: UnitOfWork,
+    clean: CleanDispatch,
+    *,
+    source: str,
+    created_by: User | None = None,
+    import_key: str | None = None,
+) -> Dispatch:
+    """Store a validated dispatch (customer, site and equipment found or created)."""
+    data = clean.data
+    engineer = None
+    if data.engineer:
+        engineer = await find_engineer(uow, data.engineer)
+        if engineer is None:
+            raise FieldError(
+                [("engineer", f"no active engineer with staff number {data.engineer!r}")]
+            )
+    now = uow.clock.now()
+    customer = await uow.session.scalar(
+        select(Customer).where(func.lower(Customer.name) == data.customer.lower())
+    )
+    if customer is None:
+        customer = Customer(name=data.customer, created_at=now)
+        uow.session.add(customer)
+        await uow.session.flush()
+    site = await uow.session.scalar(
+        select(Site).where(Site.customer_id == customer.id, Site.address == data.address)
+    )
+    if site is None:
+        site = Site(customer_id=customer.id, address=data.address)
+        uow.session.add(site)
+    if data.latitude is not None and data.longitude is not None:
+        site.latitude, site.longitude = data.latitude, data.longitude
+    await uow.session.flush()
+    for serial in data.serials:
+        known = await uow.session.scalar(
+            select(Equipment).where(
+                Equipment.model == data.equipment_model, Equipment.serial == serial
+            )
+        )
+        if known is None:
+            uow.session.add(Equipment(site_id=site.id, model=data.equipment_model, serial=serial))
+    dispatch = Dispatch(
+        number="",
+        customer_id=customer.id,
+        site_id=site.id,
+        contact_name=data.contact_name,
+        contact_phone=clean.contact_phone,
+        equipment_model=data.equipment_model,
+        quantity=data.quantity,
+        serials=list(data.serials),
+        service_type=data.service_type.value,
+        description=data.description,
+        window_start=clean.window_start,
+        window_end=clean.window_end,
+        status=DispatchStatus.NEW.value,
+        requested_engineer_id=engineer.id if engineer else None,
+        source=source,
+        import_key=import_key,
+        arrival={},
+        report={},
+        created_at=now,
+        created_by=created_by.id if created_by else None,
+    )
+    uow.session.add(dispatch)
+    await uow.session.flush()
+    dispatch.number = f"FB{dispatch.id:06d}"
+    await record(uow, dispatch, "created", actor=created_by, source=source)
+    return dispatch
+
+
+async def get_dispatch(uow: UnitOfWork, dispatch_id: int, *, lock: bool = False) -> Dispatch | None:
+    stmt = select(Dispatch).where(Dispatch.id == dispatch_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return await uow.session.scalar(stmt)
+
+
+async def site_of(uow: UnitOfWork, dispatch: Dispatch) -> Site:
+    site = await uow.session.get(Site, dispatch.site_id)
+    assert site is not None
+    return site
+
+
+async def customer_of(uow: UnitOfWork, dispatch: Dispatch) -> Customer:
+    customer = await uow.session.get(Customer, dispatch.customer_id)
+    assert customer is not None
+    return customer
+
+
+async def open_jobs_of(uow: UnitOfWork, engineer_id: int) -> list[Dispatch]:
+    rows = await uow.session.scalars(
+        select(Dispatch)
+        .where(
+            Dispatch.engineer_id == engineer_id,
+            Dispatch.status.in_([s.value for s in HELD_DISPATCH_STATUSES]),
+        )
+        .order_by(Dispatch.window_start)
+    )
+    return list(rows)
+
+
+async def history(uow: UnitOfWork, dispatch_id: int) -> list[DispatchEvent]:
+    rows = await uow.session.scalars(
+        select(DispatchEvent)
+        .where(DispatchEvent.dispatch_id == dispatch_id)
+        .order_by(DispatchEvent.id)
+    )
+    return list(rows)
+
+
+def site_timezone(site: Site, default: str) -> str:
+    return site.timezone or default
+
+
+def in_window(dispatch: Dispatch, at: datetime) -> bool:
+    return dispatch.window_start <= at <= dispatch.window_end

@@ -1,0 +1,117 @@
+"""The inbox: every update is a row before Telegram hears it was received."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.core.enums import InboxStatus
+from bot.db.models import Inbox
+
+
+def chat_of(update: dict[str, Any]) -> int | None:
+    """The chat an update belongs to (its handling order is per chat)."""
+    for key in ("message", "edited_message", "channel_post", "edited_channel_post"):
+        if key in update:
+            return int(update[key]["chat"]["id"])
+    if "callback_query" in update:
+        query = update["callback_query"]
+        message = query.get("message")
+        if message:
+            return int(message["chat"]["id"])
+        return int(query["from"]["id"])
+    for key in ("my_chat_member", "chat_member", "chat_join_request"):
+        if key in update:
+            return int(update[key]["chat"]["id"])
+    for key in ("inline_query", "chosen_inline_result", "shipping_query", "pre_checkout_query"):
+        if key in update:
+            return int(update[key]["from"]["id"])
+    return None
+
+
+async def store(session: AsyncSession, updates: list[dict[str, Any]], now: datetime) -> int:
+    """Insert updates, ignoring ones already stored (redelivery); returns how many were new."""
+    if not updates:
+        return 0
+    rows = [
+        {
+            "update_id": int(u["update_id"]),
+            "chat_id": chat_of(u),
+            "payload": u,
+            "status": InboxStatus.PENDING.value,
+            "attempts": 0,
+            "received_at": now,
+        }
+        for u in updates
+    ]
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Inbox).values(rows).on_conflict_do_nothing(index_elements=["update_id"])
+    result = await session.execute(stmt)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def claim(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[Inbox]:
+    """Claim the oldest pending update of each chat nobody else is working on."""
+    busy = (
+        select(Inbox.chat_id)
+        .where(Inbox.status == InboxStatus.PENDING.value, Inbox.locked_until > now)
+        .where(Inbox.chat_id.is_not(None))
+    )
+    heads = (
+        select(func.min(Inbox.update_id))
+        .where(Inbox.status == InboxStatus.PENDING.value)
+        .group_by(Inbox.chat_id)
+        .having(~func.coalesce(Inbox.chat_id, -1).in_(busy))
+    )
+    candidates = (
+        select(Inbox)
+        .where(Inbox.update_id.in_(heads))
+        .where(and_(Inbox.status == InboxStatus.PENDING.value))
+        .where((Inbox.locked_until.is_(None)) | (Inbox.locked_until <= now))
+        .order_by(Inbox.update_id)
+        .limit(limit)
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    rows = list(await session.scalars(candidates))
+    for row in rows:
+        row.locked_until = now + lease
+        row.attempts += 1
+    await session.flush()
+    return rows
+
+
+async def is_done(session: AsyncSession, update_id: int) -> bool:
+    status = await session.scalar(select(Inbox.status).where(Inbox.update_id == update_id))
+    return status == InboxStatus.DONE.value
+
+
+async def mark_done(session: AsyncSession, update_id: int, now: datetime) -> None:
+    await session.execute(
+        update(Inbox)
+        .where(Inbox.update_id == update_id)
+        .values(status=InboxStatus.DONE.value, done_at=now, locked_until=None)
+    )
+
+
+async def mark_failed(session: AsyncSession, update_id: int, now: datetime, error: str) -> None:
+    await session.execute(
+        update(Inbox)
+        .where(Inbox.update_id == update_id)
+        .values(status=InboxStatus.FAILED.value, done_at=now, locked_until=None, error=error[:200])
+    )
+
+
+async def release(session: AsyncSession, update_id: int, error: str) -> None:
+    """Let an update be tried again (after a failure that was not its fault)."""
+    await session.execute(
+        update(Inbox)
+        .where(Inbox.update_id == update_id)
+        .values(locked_until=None, error=error[:200])
+    )

@@ -1,0 +1,146 @@
+"""Renders messages as outbox rows in the recipient's locale, in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from bot.core.enums import OutboxStatus, Priority
+from bot.core.messages import Button, CallbackAnswer, KeyButton, Msg
+from bot.db.models import Outbox, User
+from bot.i18n import locale_for
+from bot.services.quiet import next_allowed
+
+if TYPE_CHECKING:
+    from bot.services.uow import UnitOfWork
+
+PARSE_MODE = "HTML"
+MAX_TEXT = 4096
+
+
+class OutboxWriter:
+    """``uow.out.send(Msg(...))`` renders and queues; the sender delivers after commit."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.sent: list[Msg] = []
+
+    async def _recipient(self, msg: Msg) -> tuple[int, str, str] | None:
+        settings = self.uow.settings
+        if msg.user_id is not None:
+            user = await self.uow.session.get(User, msg.user_id)
+            if user is None or user.chat_id is None or not user.active:
+                return None
+            locale = msg.locale or user.locale or settings.default_locale
+            return user.chat_id, locale, user.timezone or settings.timezone
+        if msg.chat_id is None:
+            raise ValueError("a message needs a user_id or a chat_id")
+        return msg.chat_id, msg.locale or settings.default_locale, settings.timezone
+
+    def _inline(self, rows: tuple[tuple[Button, ...], ...], locale: str) -> dict[str, Any]:
+        renderer = self.uow.services.renderer
+        keyboard = []
+        for row in rows:
+            out_row = []
+            for button in row:
+                item: dict[str, Any] = {
+                    "text": renderer.label(button.label, locale, dict(button.params))
+                }
+                if button.url:
+                    item["url"] = button.url
+                else:
+                    item["callback_data"] = button.data
+                out_row.append(item)
+            keyboard.append(out_row)
+        return {"inline_keyboard": keyboard}
+
+    def _reply_keyboard(
+        self, rows: tuple[tuple[KeyButton, ...], ...], locale: str
+    ) -> dict[str, Any]:
+        if not rows:
+            return {"remove_keyboard": True}
+        renderer = self.uow.services.renderer
+        keyboard = []
+        for row in rows:
+            out_row = []
+            for button in row:
+                item: dict[str, Any] = {"text": renderer.label(button.label, locale)}
+                if button.request_location:
+                    item["request_location"] = True
+                if button.request_contact:
+                    item["request_contact"] = True
+                out_row.append(item)
+            keyboard.append(out_row)
+        return {"keyboard": keyboard, "resize_keyboard": True, "one_time_keyboard": True}
+
+    def _add(self, chat_id: int, method: str, payload: dict[str, Any], msg: Msg, tz: str) -> None:
+        now = self.uow.clock.now()
+        not_before = now
+        if not msg.urgent:
+            not_before = next_allowed(now, tz, self.uow.settings.quiet_hours)
+        self.uow.session.add(
+            Outbox(
+                chat_id=chat_id,
+                method=method,
+                payload=payload,
+                priority=msg.priority,
+                status=OutboxStatus.PENDING,
+                attempts=0,
+                not_before=not_before,
+                created_at=now,
+                ref=msg.ref,
+                edit_of=msg.edit,
+            )
+        )
+
+    async def send(self, msg: Msg) -> bool:
+        """Render ``msg`` for its recipient and queue it; False when nobody can receive it."""
+        recipient = await self._recipient(msg)
+        if recipient is None:
+            return False
+        chat_id, locale, tz = recipient
+        self.sent.append(msg)
+        text = self.uow.services.renderer.render(msg.template, locale, {"tz": tz, **msg.params})
+        if len(text) > MAX_TEXT:
+            text = text[: MAX_TEXT - 1] + "…"
+        payload: dict[str, Any] = {"chat_id": chat_id, "text": text, "parse_mode": PARSE_MODE}
+        payload["link_preview_options"] = {"is_disabled": True}
+        if msg.buttons is not None:
+            payload["reply_markup"] = self._inline(msg.buttons, locale)
+        elif msg.keyboard is not None and not msg.edit:
+            payload["reply_markup"] = self._reply_keyboard(msg.keyboard, locale)
+        if msg.edit:
+            payload.pop("link_preview_options")
+            self._add(chat_id, "editMessageText", payload, msg, tz)
+        else:
+            self._add(chat_id, "sendMessage", payload, msg, tz)
+        if msg.location is not None:
+            lat, lon = msg.location
+            loc = {"chat_id": chat_id, "latitude": lat, "longitude": lon}
+            self._add(chat_id, "sendLocation", loc, _plain(msg), tz)
+        for file_id in msg.photos:
+            self._add(chat_id, "sendPhoto", {"chat_id": chat_id, "photo": file_id}, _plain(msg), tz)
+        return True
+
+    async def answer(self, answer: CallbackAnswer, locale: str, chat_id: int) -> None:
+        """Answer a button press (stops the client's spinner), with an optional toast."""
+        payload: dict[str, Any] = {"callback_query_id": answer.callback_id}
+        if answer.template:
+            text = self.uow.services.renderer.render(answer.template, locale, answer.params)
+            payload["text"] = text[:200]
+            payload["show_alert"] = answer.alert
+        self._add(chat_id, "answerCallbackQuery", payload, Msg("", priority=Priority.URGENT), "UTC")
+
+    async def pending_for(self, chat_id: int) -> list[Outbox]:
+        rows = await self.uow.session.scalars(
+            select(Outbox).where(Outbox.chat_id == chat_id, Outbox.status == OutboxStatus.PENDING)
+        )
+        return list(rows)
+
+
+def _plain(msg: Msg) -> Msg:
+    return Msg("", priority=msg.priority, urgent=msg.urgent)
+
+
+__all__ = ["OutboxWriter", "locale_for"]

@@ -1,0 +1,55 @@
+"""Unit of work: one transaction per incoming event; commits explicitly, rolls back by default."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+if TYPE_CHECKING:
+    from bot.services.context import Services
+    from bot.services.outbox import OutboxWriter
+
+
+class UnitOfWork:
+    """``async with services.uow() as uow: ...; await uow.commit()``; anything else rolls back."""
+
+    session: AsyncSession
+    out: OutboxWriter
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.clock = services.clock
+        self.committed = False
+
+    async def __aenter__(self) -> UnitOfWork:
+        from bot.services.outbox import OutboxWriter
+
+        self.session = self.services.sessionmaker()
+        self.out = OutboxWriter(self)
+        self.committed = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self.committed:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        """Make every change of this unit durable at once, then wake the workers."""
+        await self.session.commit()
+        self.committed = True
+        for hook in self.services.after_commit:
+            hook()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()

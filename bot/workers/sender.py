@@ -1,0 +1,222 @@
+"""The outbox sender: Telegram's rate limits, retry_after, retries with backoff, order per chat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from bot.core.enums import OutboxStatus
+from bot.db.models import Outbox
+from bot.runtime.base import (
+    NotModified,
+    PermanentSendError,
+    RetryAfter,
+    Runtime,
+    SendError,
+    TransientSendError,
+)
+from bot.services.context import Services
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(
+        self, rate: float, burst: float, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.now = now
+        self.stamp = now()
+
+    def _refill(self) -> None:
+        current = self.now()
+        self.tokens = min(self.burst, self.tokens + (current - self.stamp) * self.rate)
+        self.stamp = current
+
+    def wait_time(self) -> float:
+        """Seconds until a token is free (0 when one is)."""
+        self._refill()
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        self._refill()
+        self.tokens -= 1
+
+
+class OutboxSender:
+    """Claims the head message of each chat that may send now, and sends it."""
+
+    def __init__(
+        self,
+        services: Services,
+        runtime: Runtime,
+        *,
+        batch: int = 50,
+        on_permanent_failure: Callable[[Outbox, str], object] | None = None,
+    ) -> None:
+        self.services = services
+        self.runtime = runtime
+        self.batch = batch
+        settings = services.settings
+        self.global_bucket = TokenBucket(settings.send_global_rate, settings.send_global_rate)
+        self.chat_buckets: dict[int, TokenBucket] = {}
+        self.wake = asyncio.Event()
+        self.on_permanent_failure = on_permanent_failure
+
+    def _chat_bucket(self, chat_id: int) -> TokenBucket:
+        bucket = self.chat_buckets.get(chat_id)
+        if bucket is None:
+            settings = self.services.settings
+            bucket = TokenBucket(settings.send_chat_rate, settings.send_chat_burst)
+            self.chat_buckets[chat_id] = bucket
+            if len(self.chat_buckets) > 50_000:
+                self.chat_buckets.pop(next(iter(self.chat_buckets)))
+        return bucket
+
+    async def _claim(self, now: datetime) -> list[Outbox]:
+        async with self.services.uow() as uow:
+            session = uow.session
+            busy = select(Outbox.chat_id).where(
+                Outbox.status == OutboxStatus.PENDING.value, Outbox.locked_until > now
+            )
+            heads = (
+                select(func.min(Outbox.id))
+                .where(Outbox.status == OutboxStatus.PENDING.value)
+                .group_by(Outbox.chat_id)
+                .having(~Outbox.chat_id.in_(busy))
+            )
+            stmt = (
+                select(Outbox)
+                .where(Outbox.id.in_(heads), Outbox.not_before <= now)
+                .where((Outbox.locked_until.is_(None)) | (Outbox.locked_until <= now))
+                .order_by(Outbox.priority, Outbox.id)
+                .limit(self.batch)
+            )
+            if session.bind is not None and session.bind.dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = []
+            for row in await session.scalars(stmt):
+                if row.method not in UNTHROTTLED and self._chat_bucket(row.chat_id).wait_time() > 0:
+                    continue
+                row.locked_until = now + LEASE
+                rows.append(row)
+            await session.commit()
+            uow.committed = True
+            return rows
+
+    async def run_once(self) -> int:
+        rows = await self._claim(self.services.clock.now())
+        tasks = []
+        for row in rows:
+            if row.method not in UNTHROTTLED:
+                delay = self.global_bucket.wait_time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                self.global_bucket.take()
+                self._chat_bucket(row.chat_id).take()
+            tasks.append(asyncio.create_task(self._send(row)))
+        if tasks:
+            await asyncio.gather(*tasks)
+        return len(rows)
+
+    async def _resolve_edit(self, row: Outbox) -> bool:
+        """Fill in the message id an edit refers to; False when that message never went out."""
+        if not row.edit_of:
+            return True
+        async with self.services.uow() as uow:
+            message_id = await uow.session.scalar(
+                select(Outbox.message_id)
+                .where(
+                    Outbox.ref == row.edit_of,
+                    Outbox.chat_id == row.chat_id,
+                    Outbox.status == OutboxStatus.SENT.value,
+                )
+                .order_by(Outbox.id.desc())
+                .limit(1)
+            )
+        if message_id is None:
+            return False
+        row.payload = {**row.payload, "message_id": int(message_id)}
+        return True
+
+    async def _send(self, row: Outbox) -> None:
+        now = self.services.clock.now
+        values: dict[str, object]
+        if not await self._resolve_edit(row):
+            values = {"status": OutboxStatus.FAILED.value, "error": "original message not sent"}
+            await self._finish(row, values)
+            return
+        try:
+            result = await self.runtime.call(row.method, row.payload)
+        except NotModified:
+            values = {"status": OutboxStatus.SENT.value, "sent_at": now()}
+        except RetryAfter as exc:
+            log.info("chat throttled by Telegram for %ss", exc.seconds)
+            bucket = self._chat_bucket(row.chat_id)
+            bucket.tokens = -exc.seconds * bucket.rate  # no token until retry_after has passed
+            values = {
+                "not_before": now() + timedelta(seconds=exc.seconds),
+                "attempts": row.attempts + 1,
+            }
+        except TransientSendError as exc:
+            attempts = row.attempts + 1
+            if attempts >= self.services.settings.send_max_attempts:
+                values = {
+                    "status": OutboxStatus.FAILED.value,
+                    "attempts": attempts,
+                    "error": str(exc)[:300],
+                }
+            else:
+                backoff = min(2**attempts * 0.5, 300)
+                values = {
+                    "attempts": attempts,
+                    "not_before": now() + timedelta(seconds=backoff),
+                    "error": str(exc)[:300],
+                }
+        except PermanentSendError as exc:
+            values = {
+                "status": OutboxStatus.FAILED.value,
+                "attempts": row.attempts + 1,
+                "error": str(exc)[:300],
+            }
+            if self.on_permanent_failure is not None and row.method != "answerCallbackQuery":
+                self.on_permanent_failure(row, str(exc))
+        except SendError as exc:
+            values = {"status": OutboxStatus.FAILED.value, "error": str(exc)[:300]}
+        else:
+            message_id = result.get("message_id") if isinstance(result, dict) else None
+            values = {"status": OutboxStatus.SENT.value, "sent_at": now(), "message_id": message_id}
+        await self._finish(row, values)
+
+    async def _finish(self, row: Outbox, values: dict[str, object]) -> None:
+        async with self.services.uow() as uow:
+            await uow.session.execute(
+                update(Outbox).where(Outbox.id == row.id).values(locked_until=None, **values)
+            )
+            await uow.commit()
+
+    async def run_forever(self, idle: float = 0.5) -> None:
+        while True:
+            try:
+                sent = await self.run_once()
+            except Exception:
+                log.exception("outbox sending failed; retrying")
+                sent = 0
+                await asyncio.sleep(1)
+            if sent == 0:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), idle)
