@@ -13,9 +13,17 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
 def redact(text: str) -> str:
     text = _TOKEN.sub("<bot-token>", text)
     text = _BEARER.sub(r"\1<redacted>", text)
-    return _PHONE.sub(
-        lambda m: "<phone>" if sum(c.isdigit() for c in m.group()) >= 9 else m.group(), text
-    )
+    return _PHONE.sub(_mask_phone, text)
+
+
+_DATE = re.compile(r"\d{4}-\d{1,2}-\d{1,2}")
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    found = match.group()
+    if sum(c.isdigit() for c in found) < 9 or _DATE.match(found):
+        return found
+    return "<phone>"
 
 
 class RedactingFilter(logging.Filter):

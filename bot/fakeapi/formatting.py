@@ -43,6 +43,13 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+def _user_id(link: str) -> int:
+    try:
+        return int(link.split("=", 1)[1])
+    except ValueError:
+        raise EntityParseError(f"Wrong user identifier in {link!r}") from None
+
+
 def _byte_offset(src: str, index: int) -> int:
     return len(src[:index].encode("utf-8"))
 
@@ -110,7 +117,7 @@ class _HtmlParser(HTMLParser):
         if tag == "a":
             href = attr.get("href") or ""
             if href.startswith("tg://user?id="):
-                out.entity("text_mention", start, user={"id": int(href.split("=", 1)[1] or 0)})
+                out.entity("text_mention", start, user={"id": _user_id(href)})
             else:
                 out.entity("text_link", start, url=href)
         elif tag == "span":
@@ -252,7 +259,7 @@ def parse_markdown_v2(src: str) -> tuple[str, list[Entity]]:
             _, start, _ = stack.pop()
             target = "".join(url)
             if target.startswith("tg://user?id="):
-                out.entity("text_mention", start, user={"id": int(target.split("=", 1)[1] or 0)})
+                out.entity("text_mention", start, user={"id": _user_id(target)})
             else:
                 out.entity("text_link", start, url=target)
             i = j + 1

@@ -97,9 +97,23 @@ def decode_json_fields(data: dict[str, Any]) -> dict[str, Any]:
 class Params:
     """Typed access to one call's parameters, raising Bot-API style errors."""
 
-    def __init__(self, data: dict[str, Any], files: dict[str, UploadedFile] | None = None) -> None:
+    def __init__(
+        self,
+        data: dict[str, Any],
+        files: dict[str, UploadedFile] | None = None,
+        request: web.Request | None = None,
+    ) -> None:
         self.data = data
         self.files = files or {}
+        self.request = request
+
+    @property
+    def client_gone(self) -> bool:
+        """True when the HTTP client already closed the connection."""
+        if self.request is None:
+            return False
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
 
     def get(self, key: str) -> Any:
         value = self.data.get(key)

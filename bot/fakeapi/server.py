@@ -164,6 +164,7 @@ class FakeTelegram:
         self.chat_actions: list[tuple[int, str]] = []
         self.uploads: list[UploadedFile] = []
         self.webhook_deliveries: list[tuple[int, int | str]] = []
+        self.internal_errors: list[Exception] = []
 
         self.faults: FaultPlan | None = None
         self.injected_faults: list[InjectedFault] = []
@@ -494,7 +495,7 @@ class FakeTelegram:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def _wait_change(self, timeout: float) -> None:  # noqa: ASYNC109
+    async def _wait_change(self, timeout: float) -> None:
         event = self._changed
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
@@ -548,7 +549,7 @@ class FakeTelegram:
         self,
         chat_id: int,
         predicate: Predicate = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         after: int | None = None,
     ) -> JsonDict:
@@ -558,8 +559,9 @@ class FakeTelegram:
         substring of its text/caption, or None (any message). Candidates are the chat's bot
         messages with index >= ``after`` in :meth:`messages`; with ``after=None`` the chat's
         cursor is used: it starts at 0 and every successful ``wait_for`` (either mode) moves
-        it just past the message it returned, so consecutive calls read the conversation
-        forward like a stream. Raises AssertionError with the transcript on timeout.
+        it past the message it returned (never backwards), so consecutive calls read the
+        conversation forward like a stream; use ``after=tg.mark(chat_id)`` to only accept
+        messages sent from now on. Raises AssertionError with the transcript on timeout.
         """
         state_start = after
         deadline = time.monotonic() + timeout
@@ -570,7 +572,7 @@ class FakeTelegram:
                 for index in range(start, len(state.bot_log)):
                     snap = state.bot_log[index].snapshot()
                     if self._matches(snap, predicate):
-                        state.cursor = index + 1
+                        state.cursor = max(state.cursor, index + 1)
                         return snap
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -585,7 +587,7 @@ class FakeTelegram:
         self,
         chat_id: int,
         predicate: Predicate = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         message_id: int | None = None,
         after: int | None = None,
@@ -606,7 +608,7 @@ class FakeTelegram:
                     if message_id is not None and rec.message_id != message_id:
                         continue
                     if self._matches(snap, predicate):
-                        state.edit_cursor = index + 1
+                        state.edit_cursor = max(state.edit_cursor, index + 1)
                         return copy.deepcopy(snap)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -619,7 +621,7 @@ class FakeTelegram:
     async def wait_for_callback_answer(
         self,
         callback_query_id: str,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> AnsweredCallback:
         """Wait until the bot answered the given callback query."""
         deadline = time.monotonic() + timeout
@@ -638,7 +640,7 @@ class FakeTelegram:
     async def wait_idle(
         self,
         quiet: float = 0.3,
-        timeout: float = 10.0,  # noqa: ASYNC109
+        timeout: float = 10.0,
     ) -> None:
         """Wait until every update was handed to the bot, no call is in flight and none
         arrived for ``quiet`` seconds (long polls don't count as activity)."""
@@ -697,7 +699,7 @@ class FakeTelegram:
             data, files = await read_request(request)
         except ApiError as exc:
             return web.json_response(exc.payload(), status=exc.code)
-        params = Params(data, files)
+        params = Params(data, files, request)
         self.calls.append((method, params.data))
         self.uploads.extend(files.values())
         tracked = method != "getUpdates"
@@ -767,6 +769,11 @@ class FakeTelegram:
             result = await handler(params)
         except ApiError as exc:
             return exc.code, exc.payload()
+        except Exception as exc:
+            log.exception("fake telegram: %s failed", method)
+            self.internal_errors.append(exc)
+            err = ApiError(500, f"Internal Server Error: {type(exc).__name__}: {exc}")
+            return err.code, err.payload()
         body: JsonDict = {"ok": True, "result": result}
         if method == "setWebhook":
             body["description"] = "Webhook was set"
@@ -1251,6 +1258,8 @@ class FakeTelegram:
             if self._webhook is not None:
                 return []
             ready = self._pending[:limit]
+            if ready and p.client_gone:
+                return []
             if ready:
                 for pending in ready:
                     pending.delivered = True

@@ -97,7 +97,7 @@ class FakeUser:
     async def wait_for(
         self,
         predicate: Predicate = None,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         after: int | None = None,
     ) -> JsonDict:

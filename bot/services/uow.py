@@ -40,6 +40,7 @@ class UnitOfWork:
     ) -> None:
         try:
             if not self.committed:
+                self.session.expunge_all()  # read-only use keeps what it loaded
                 await self.session.rollback()
         finally:
             await self.session.close()

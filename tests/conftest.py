@@ -1,0 +1,86 @@
+"""Shared fixtures: a fresh database per test (SQLite, or PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from bot.bootstrap import build_services
+from bot.config import Settings, load_settings
+from bot.core.clock import FakeClock
+from bot.db import migrate
+from bot.db.engine import make_engine
+from bot.db.models import Outbox
+from bot.services.context import Services
+
+PG_URL = os.environ.get("FIELDBOT_TEST_DATABASE_URL", "")
+
+
+async def reset_database(url: str) -> None:
+    """An empty database at the newest schema."""
+    engine = make_engine(url)
+    try:
+        if url.startswith("postgresql"):
+            async with engine.begin() as conn:
+                await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+                await conn.execute(text("CREATE SCHEMA public"))
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return PG_URL or f"sqlite+aiosqlite:///{tmp_path}/fieldbot.db"
+
+
+@pytest.fixture
+def make_settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.chdir(tmp_path)  # no stray .env from the developer's folder
+
+    def factory(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "database_url": db_url,
+            "bot_token": "123456789:AAEhBOweik9ai0Qa-test-token-xxxxxxxx",
+            "api_token": "test-api-token",
+            "send_chat_rate": 1000,
+            "send_chat_burst": 1000,
+            "send_global_rate": 1000,
+            "quiet_hours": "off",
+            "bot_username": "fieldbot_test_bot",
+        }
+        base.update(overrides)
+        return load_settings(**base)
+
+    return factory
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def services(make_settings: Any, clock: FakeClock, db_url: str) -> AsyncIterator[Services]:
+    await reset_database(db_url)
+    svc = build_services(make_settings(), clock=clock)
+    yield svc
+    await svc.sessionmaker.kw["bind"].dispose()
+
+
+async def outbox_rows(services: Services, chat_id: int | None = None) -> list[Outbox]:
+    async with services.uow() as uow:
+        stmt = select(Outbox).order_by(Outbox.id)
+        if chat_id is not None:
+            stmt = stmt.where(Outbox.chat_id == chat_id)
+        return list(await uow.session.scalars(stmt))
+
+
+async def texts_to(services: Services, chat_id: int) -> list[str]:
+    return [r.payload.get("text", "") for r in await outbox_rows(services, chat_id)
+            if r.method in ("sendMessage", "editMessageText")]
