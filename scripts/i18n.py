@@ -17,13 +17,31 @@ LOCALES = ("en", "zh_Hans")
 def main() -> int:
     pot = ROOT / "locales" / "messages.pot"
     run = [sys.executable, "-m", "babel.messages.frontend"]
-    subprocess.run([*run, "extract", "-F", "babel.cfg", "-o", str(pot), "--no-location",
-                    "--omit-header", "--sort-output", "."], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            *run,
+            "extract",
+            "-F",
+            "babel.cfg",
+            "-o",
+            str(pot),
+            "--no-location",
+            "--omit-header",
+            "--sort-output",
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     for locale in LOCALES:
         po = ROOT / "locales" / locale / "LC_MESSAGES" / "messages.po"
         action = "update" if po.exists() else "init"
-        subprocess.run([*run, action, "-i", str(pot), "-d", "locales", "-l", locale,
-                        "--no-wrap" if action == "update" else "--no-wrap"], cwd=ROOT, check=True)
+        extra = ["--no-fuzzy-matching"] if action == "update" else []
+        subprocess.run(
+            [*run, action, "-i", str(pot), "-d", "locales", "-l", locale, "--no-wrap", *extra],
+            cwd=ROOT,
+            check=True,
+        )
     return 0
 
 

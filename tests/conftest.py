@@ -82,5 +82,8 @@ async def outbox_rows(services: Services, chat_id: int | None = None) -> list[Ou
 
 
 async def texts_to(services: Services, chat_id: int) -> list[str]:
-    return [r.payload.get("text", "") for r in await outbox_rows(services, chat_id)
-            if r.method in ("sendMessage", "editMessageText")]
+    return [
+        r.payload.get("text", "")
+        for r in await outbox_rows(services, chat_id)
+        if r.method in ("sendMessage", "editMessageText")
+    ]

@@ -20,11 +20,24 @@ _update_ids = itertools.count(1000)
 def text_event(telegram_id: int, text: str, *, language: str = "en") -> Event:
     parts = command_parts(text)
     if parts:
-        return Event(update_id=next(_update_ids), kind=Kind.COMMAND, telegram_id=telegram_id,
-                     chat_id=telegram_id, language=language, text=text, command=parts[0],
-                     args=parts[1])
-    return Event(update_id=next(_update_ids), kind=Kind.TEXT, telegram_id=telegram_id,
-                 chat_id=telegram_id, language=language, text=text)
+        return Event(
+            update_id=next(_update_ids),
+            kind=Kind.COMMAND,
+            telegram_id=telegram_id,
+            chat_id=telegram_id,
+            language=language,
+            text=text,
+            command=parts[0],
+            args=parts[1],
+        )
+    return Event(
+        update_id=next(_update_ids),
+        kind=Kind.TEXT,
+        telegram_id=telegram_id,
+        chat_id=telegram_id,
+        language=language,
+        text=text,
+    )
 
 
 async def say(services: Services, telegram_id: int, text: str, *, language: str = "en") -> Event:
@@ -34,31 +47,53 @@ async def say(services: Services, telegram_id: int, text: str, *, language: str 
 
 
 async def press(services: Services, telegram_id: int, data: str, *, language: str = "en") -> Event:
-    event = Event(update_id=next(_update_ids), kind=Kind.BUTTON, telegram_id=telegram_id,
-                  chat_id=telegram_id, language=language, data=data,
-                  callback_id=f"cq{next(_update_ids)}", message_id=1)
+    event = Event(
+        update_id=next(_update_ids),
+        kind=Kind.BUTTON,
+        telegram_id=telegram_id,
+        chat_id=telegram_id,
+        language=language,
+        data=data,
+        callback_id=f"cq{next(_update_ids)}",
+        message_id=1,
+    )
     await handle(services, event)
     return event
 
 
 async def send_kind(services: Services, telegram_id: int, kind: Kind, **fields: Any) -> Event:
-    event = Event(update_id=next(_update_ids), kind=kind, telegram_id=telegram_id,
-                  chat_id=telegram_id, **fields)
+    event = Event(
+        update_id=next(_update_ids),
+        kind=kind,
+        telegram_id=telegram_id,
+        chat_id=telegram_id,
+        **fields,
+    )
     await handle(services, event)
     return event
 
 
-async def new_staff(services: Services, role: str = "engineer", name: str = "Wang Wei",
-                    skills: tuple[str, ...] = ("repair",), phone: str | None = None) -> NewStaff:
+async def new_staff(
+    services: Services,
+    role: str = "engineer",
+    name: str = "Wang Wei",
+    skills: tuple[str, ...] = ("repair",),
+    phone: str | None = None,
+) -> NewStaff:
     async with services.uow() as uow:
         new = await add_staff(uow, role=role, name=name, skills=list(skills), phone=phone)
         await uow.commit()
         return new
 
 
-async def onboard(services: Services, telegram_id: int, role: str = "engineer",
-                  name: str = "Wang Wei", skills: tuple[str, ...] = ("repair",),
-                  language: str = "en") -> NewStaff:
+async def onboard(
+    services: Services,
+    telegram_id: int,
+    role: str = "engineer",
+    name: str = "Wang Wei",
+    skills: tuple[str, ...] = ("repair",),
+    language: str = "en",
+) -> NewStaff:
     new = await new_staff(services, role, name, skills)
     await say(services, telegram_id, f"/start {new.code}", language=language)
     return new

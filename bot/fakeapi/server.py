@@ -699,6 +699,9 @@ class FakeTelegram:
             data, files = await read_request(request)
         except ApiError as exc:
             return web.json_response(exc.payload(), status=exc.code)
+        except Exception as exc:
+            err = bad_request(f"can't parse request: {type(exc).__name__}")
+            return web.json_response(err.payload(), status=err.code)
         params = Params(data, files, request)
         self.calls.append((method, params.data))
         self.uploads.extend(files.values())
@@ -710,8 +713,7 @@ class FakeTelegram:
             fault = self._pick_fault(method, params)
             if fault in ("timeout", "drop"):
                 if fault == "timeout" and self.faults is not None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._closing.wait(), self.faults.timeout_delay)
+                    await self._stall(params, self.faults.timeout_delay)
                 return self._drop(request)
             if fault in ("500", "502"):
                 text = "Internal Server Error" if fault == "500" else "Bad Gateway"
@@ -731,6 +733,16 @@ class FakeTelegram:
                 self._inflight -= 1
                 self._touch()
                 self._notify()
+
+    async def _stall(self, params: Params, delay: float) -> None:
+        """Hold a request for ``delay`` s (or until the client gives up / server stops)."""
+        deadline = time.monotonic() + delay
+        while not self._closing.is_set() and not params.client_gone:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), min(remaining, 0.05))
 
     @staticmethod
     def _drop(request: web.Request) -> web.StreamResponse:

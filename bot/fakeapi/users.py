@@ -124,7 +124,9 @@ class FakeUser:
             target = self._state(chat).messages.get(reply_to)
             if target is None:
                 raise AssertionError(f"no message {reply_to} to reply to")
-            content["reply_to_message"] = target.api()
+            replied = target.api()
+            replied.pop("reply_to_message", None)
+            content["reply_to_message"] = replied
         return self.tg.user_message(self, chat, content, kind="text", text=text)
 
     def _find_button(

@@ -232,6 +232,9 @@ async def accept(uow: UnitOfWork, engineer: User, offer_id: int) -> Dispatch:
     await timers.cancel(uow, subject=svc.subject(dispatch.id), kinds=(OFFER_TIMEOUT,))
     params = await dispatch_params(uow, dispatch, private=True)
     await uow.out.send(Msg("offer_accepted", params, user_id=engineer.id, edit=offer_ref(offer.id)))
+    from bot.flows.job import after_accept  # the next step of the same conversation
+
+    await after_accept(uow, engineer, dispatch)
     return dispatch
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from bot.core.callbacks import Callback, unpack
 from bot.core.enums import Role
 from bot.core.events import Event, Kind
-from bot.flows import offers, onboarding
+from bot.flows import job, offers, onboarding
 from bot.handlers.access import ANYONE, ENGINEERS, SUPERVISING, Handler, Route
 from bot.handlers.context import Ctx
 from bot.i18n import locale_for
@@ -62,7 +64,13 @@ async def cmd_cancel(ctx: Ctx) -> None:
     await ctx.reply("cancelled")
 
 
+async def cmd_jobs(ctx: Ctx) -> None:
+    assert ctx.actor is not None
+    await job.list_jobs(ctx.uow, ctx.actor)
+
+
 COMMANDS: dict[str, Route] = {
+    "jobs": Route(cmd_jobs, ENGINEERS),
     "start": Route(cmd_start, ANYONE),
     "help": Route(cmd_help, ANYONE),
     "language": Route(cmd_language, frozenset(Role)),
@@ -91,27 +99,78 @@ async def btn_offer(ctx: Ctx, data: Callback) -> None:
         raise DomainError("err_stale_button")
 
 
-async def btn_assign(ctx: Ctx, data: Callback) -> None:
-    assert ctx.actor is not None
-    if data.action != "asg" or not data.arg.isdigit():
+def _minute_arg(data: Callback) -> datetime:
+    if not data.arg.isdigit() or len(data.arg) > 10:
         raise DomainError("err_stale_button")
-    await offers.assign_by_hand(ctx.uow, ctx.actor, data.id, int(data.arg))
-    await ctx.answer()
+    return datetime.fromtimestamp(int(data.arg) * 60, tz=UTC)
+
+
+async def btn_job_engineer(ctx: Ctx, data: Callback) -> None:
+    """The engineer's buttons on their own job (ownership is checked by the flow)."""
+    assert ctx.actor is not None
+    uow, me, job_id = ctx.uow, ctx.actor, data.id
+    action = data.action
+    if action == "ctd":
+        await job.customer_reached(uow, me, job_id)
+    elif action in ("eta", "omw", "leta"):
+        mode = {"eta": "contact", "omw": "omw", "leta": "late"}[action]
+        await job.set_eta(uow, me, job_id, _minute_arg(data), mode)
+    elif action == "way":
+        await job.on_my_way(uow, me, job_id)
+    elif action == "undo":
+        await job.undo_check_in(uow, me, job_id)
+    elif action == "out":
+        await job.report_outcome(uow, me, job_id, data.arg)
+    elif action == "nopa":
+        await job.report_parts(uow, me, job_id, None)
+    elif action == "phd":
+        await job.report_photos_done(uow, me, job_id)
+    elif action == "noex":
+        await job.report_extra(uow, me, job_id, None)
+    elif action == "redo":
+        await job.report_redo(uow, me, job_id)
+    elif action == "sub":
+        await job.submit_report(uow, me, job_id)
+    elif action == "open":
+        await job.open_job(uow, me, job_id)
+    else:
+        raise DomainError("err_stale_button")
+
+
+async def btn_job_supervisor(ctx: Ctx, data: Callback) -> None:
+    """One-tap actions on escalations."""
+    assert ctx.actor is not None
+    if data.action == "asg" and data.arg.isdigit():
+        await offers.assign_by_hand(ctx.uow, ctx.actor, data.id, int(data.arg))
+    elif data.action == "nudge":
+        await job.nudge(ctx.uow, ctx.actor, data.id)
+    elif data.action == "reasg":
+        await job.reassign(ctx.uow, ctx.actor, data.id)
+    else:
+        raise DomainError("err_stale_button")
 
 
 async def btn_language(ctx: Ctx, data: Callback) -> None:
     assert ctx.actor is not None
     if data.id != ctx.actor.id or not await onboarding.set_language(ctx.uow, ctx.actor, data.arg):
         raise DomainError("err_stale_button")
-    await ctx.answer()
 
 
-ButtonHandler = Route  # the handler of a button route takes (ctx, data); see BUTTONS below
-BUTTONS: dict[str, tuple[frozenset[Role] | None, object]] = {
-    "off": (ENGINEERS, btn_offer),
-    "job": (SUPERVISING, btn_assign),
-    "lang": (frozenset(Role), btn_language),
-}
+ButtonHandler = Callable[[Ctx, Callback], Awaitable[None]]
+SUPERVISOR_JOB_ACTIONS = frozenset({"asg", "nudge", "reasg"})
+
+
+def button_route(data: Callback) -> tuple[frozenset[Role] | None, ButtonHandler] | None:
+    """Which handler a button goes to, and the roles that may press it."""
+    if data.prefix == "off":
+        return ENGINEERS, btn_offer
+    if data.prefix == "job":
+        if data.action in SUPERVISOR_JOB_ACTIONS:
+            return SUPERVISING, btn_job_supervisor
+        return ENGINEERS, btn_job_engineer
+    if data.prefix == "lang":
+        return frozenset(Role), btn_language
+    return None
 
 
 # ---- free text and other messages -----------------------------------------------------------
@@ -126,7 +185,48 @@ async def on_text(ctx: Ctx) -> None:
         await offers.decline(ctx.uow, ctx.actor, int(step.data["offer_id"]), ctx.event.text)
         await conversations.leave(ctx.uow, ctx.actor.id, "decline")
         return
+    if step is not None and step.flow == job.FLOW and ctx.role is Role.ENGINEER:
+        await job.on_text(
+            ctx.uow, ctx.actor, step.step, int(step.data["dispatch_id"]), ctx.event.text
+        )
+        return
     await ctx.reply("not_understood")
+
+
+async def on_location(ctx: Ctx) -> None:
+    event = ctx.event
+    if ctx.actor is None or ctx.role is not Role.ENGINEER:
+        if not event.edited:
+            await ctx.reply("not_understood")
+        return
+    assert event.latitude is not None and event.longitude is not None
+    step = await conversations.current(ctx.uow, ctx.actor.id)
+    dispatch_id = None
+    if step is not None and step.flow == job.FLOW:
+        dispatch_id = int(step.data["dispatch_id"])
+    await job.location_shared(
+        ctx.uow,
+        ctx.actor,
+        dispatch_id,
+        latitude=event.latitude,
+        longitude=event.longitude,
+        live=event.live,
+        edited=event.edited,
+    )
+
+
+async def on_photo(ctx: Ctx) -> None:
+    if ctx.actor is not None and ctx.role is Role.ENGINEER:
+        step = await conversations.current(ctx.uow, ctx.actor.id)
+        if step is not None and step.flow == job.FLOW and step.step == "report_photos":
+            await job.report_photo(
+                ctx.uow, ctx.actor, int(step.data["dispatch_id"]), ctx.event.file_ids[0]
+            )
+            return
+        if step is None or step.flow != job.FLOW:
+            await ctx.reply("err_photo_no_job")
+            return
+    await on_other(ctx)
 
 
 async def on_other(ctx: Ctx) -> None:
@@ -136,6 +236,8 @@ async def on_other(ctx: Ctx) -> None:
     step = await conversations.current(ctx.uow, ctx.actor.id)
     if step is not None:
         await ctx.reply("expected_text")
+        if step.flow == job.FLOW and ctx.role is Role.ENGINEER:
+            await job.open_job(ctx.uow, ctx.actor, int(step.data["dispatch_id"]))
         return
     await ctx.reply("not_understood")
 
@@ -159,7 +261,7 @@ async def route(ctx: Ctx) -> None:
         return
     if event.kind is Kind.BUTTON:
         data = unpack(event.data)
-        entry = BUTTONS.get(data.prefix) if data else None
+        entry = button_route(data) if data else None
         if data is None or entry is None:
             await ctx.answer("err_stale_button", alert=True)
             return
@@ -167,13 +269,17 @@ async def route(ctx: Ctx) -> None:
         if roles is not None and (ctx.role is None or ctx.role not in roles):
             await ctx.answer("err_forbidden", alert=True)
             return
-        await handler(ctx, data)  # type: ignore[operator]
+        await handler(ctx, data)
         await ctx.answer()
         return
     if event.kind is Kind.TEXT:
         await on_text(ctx)
-        return
-    await on_other(ctx)
+    elif event.kind is Kind.LOCATION:
+        await on_location(ctx)
+    elif event.kind is Kind.PHOTO:
+        await on_photo(ctx)
+    elif not event.edited:
+        await on_other(ctx)
 
 
 async def handle(services: Services, event: Event) -> None:

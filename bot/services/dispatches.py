@@ -27,12 +27,24 @@ TRANSITIONS: dict[DispatchStatus, frozenset[DispatchStatus]] = {
         }
     ),
     DispatchStatus.UNASSIGNED: frozenset({DispatchStatus.OFFERED, DispatchStatus.CANCELLED}),
-    DispatchStatus.ACCEPTED: frozenset({DispatchStatus.CONTACTED, DispatchStatus.CANCELLED}),
+    DispatchStatus.ACCEPTED: frozenset(
+        {DispatchStatus.CONTACTED, DispatchStatus.UNASSIGNED, DispatchStatus.CANCELLED}
+    ),
     DispatchStatus.CONTACTED: frozenset(
-        {DispatchStatus.EN_ROUTE, DispatchStatus.ON_SITE, DispatchStatus.CANCELLED}
+        {
+            DispatchStatus.EN_ROUTE,
+            DispatchStatus.ON_SITE,
+            DispatchStatus.UNASSIGNED,
+            DispatchStatus.CANCELLED,
+        }
     ),
     DispatchStatus.EN_ROUTE: frozenset(
-        {DispatchStatus.EN_ROUTE, DispatchStatus.ON_SITE, DispatchStatus.CANCELLED}
+        {
+            DispatchStatus.EN_ROUTE,
+            DispatchStatus.ON_SITE,
+            DispatchStatus.UNASSIGNED,
+            DispatchStatus.CANCELLED,
+        }
     ),
     DispatchStatus.ON_SITE: frozenset(
         {

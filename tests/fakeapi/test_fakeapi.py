@@ -503,10 +503,12 @@ async def test_fault_injection(tg: FakeTelegram, http: aiohttp.ClientSession) ->
     tg.faults = FaultPlan(rate=1.0, kinds=("drop",), methods={"getMe"})
     with pytest.raises(aiohttp.ClientError):
         await call(http, tg, "getMe")
-    tg.faults = FaultPlan(rate=1.0, kinds=("timeout",), timeout_delay=0.5, methods={"getMe"})
+    tg.faults = FaultPlan(rate=1.0, kinds=("timeout",), timeout_delay=30, methods={"getMe"})
     with pytest.raises(asyncio.TimeoutError):
         async with http.post(f"{tg.api_url}/getMe", timeout=aiohttp.ClientTimeout(total=0.1)):
             pass
+    await ok(http, tg, "getUpdates")
+    await tg.wait_idle(quiet=0.01, timeout=0.5)  # the stalled call ends once the client gave up
     assert [f.kind for f in tg.injected_faults] == ["429", "500", "502", "drop", "timeout"]
     assert tg.injected_faults[0].chat_id == alice.id
 
@@ -658,3 +660,127 @@ async def test_ptb_bot(tg: FakeTelegram) -> None:
         assert tg.file_bytes(doc.document.file_id) == b"a,b\n1,2\n"
         with pytest.raises(BadRequest, match=r"[Cc]hat not found"):
             await bot.send_message(424242, "nobody")
+
+
+# ---------------------------------------------------------------- more methods and user actions
+
+
+async def test_misc_methods(tg: FakeTelegram, http: aiohttp.ClientSession) -> None:
+    alice = tg.user(first_name="Alice")
+    await alice.send("/start")
+    commands = [
+        {"command": "start", "description": "Start"},
+        {"command": "jobs", "description": "My jobs"},
+    ]
+    assert await ok(http, tg, "setMyCommands", commands=commands)
+    scope = {"type": "chat", "chat_id": alice.id}
+    assert await ok(
+        http, tg, "setMyCommands", commands=commands[:1], scope=scope, language_code="de"
+    )
+    assert await ok(http, tg, "getMyCommands") == commands
+    assert await ok(http, tg, "getMyCommands", scope=scope, language_code="de") == commands[:1]
+    assert await ok(http, tg, "deleteMyCommands")
+    assert await ok(http, tg, "getMyCommands") == []
+    bad = [{"command": "Bad Command", "description": "x"}]
+    assert (await call(http, tg, "setMyCommands", commands=bad))[1]["description"] == (
+        "Bad Request: BOT_COMMAND_INVALID"
+    )
+    assert await ok(http, tg, "setChatMenuButton", menu_button={"type": "commands"})
+    assert await ok(http, tg, "getChatMenuButton") == {"type": "commands"}
+
+    loc = await ok(
+        http, tg, "sendLocation", chat_id=alice.id, latitude=52.5, longitude=13.4, live_period=60
+    )
+    assert loc["location"] == {"latitude": 52.5, "longitude": 13.4, "live_period": 60}
+    moved = await ok(
+        http,
+        tg,
+        "editMessageLiveLocation",
+        chat_id=alice.id,
+        message_id=loc["message_id"],
+        latitude=52.6,
+        longitude=13.5,
+    )
+    assert moved["location"]["latitude"] == 52.6
+    venue = await ok(
+        http,
+        tg,
+        "sendVenue",
+        chat_id=alice.id,
+        latitude=1.0,
+        longitude=2.0,
+        title="Depot",
+        address="Main St 1",
+    )
+    assert venue["venue"]["title"] == "Depot" and venue["location"]["latitude"] == 1.0
+    contact = await ok(
+        http, tg, "sendContact", chat_id=alice.id, phone_number="+100", first_name="Desk"
+    )
+    assert contact["contact"] == {"phone_number": "+100", "first_name": "Desk"}
+    assert await ok(http, tg, "sendChatAction", chat_id=alice.id, action="typing")
+    assert tg.chat_actions == [(alice.id, "typing")]
+
+    form = aiohttp.FormData()
+    form.add_field("chat_id", str(alice.id))
+    media = [
+        {"type": "photo", "media": "attach://a", "caption": "before"},
+        {"type": "photo", "media": "attach://b"},
+    ]
+    form.add_field("media", json.dumps(media))
+    form.add_field("a", b"A", filename="a.jpg")
+    form.add_field("b", b"B", filename="b.jpg")
+    async with http.post(f"{tg.api_url}/sendMediaGroup", data=form) as resp:
+        album = (await resp.json())["result"]
+    assert len(album) == 2 and album[0]["media_group_id"] == album[1]["media_group_id"]
+    assert album[0]["caption"] == "before"
+    ref = {"chat_id": alice.id, "message_id": album[0]["message_id"]}
+    assert (await ok(http, tg, "editMessageCaption", **ref, caption="after"))["caption"] == "after"
+    status, body = await call(
+        http,
+        tg,
+        "editMessageCaption",
+        chat_id=alice.id,
+        message_id=contact["message_id"],
+        caption="x",
+    )
+    assert status == 400 and "no caption" in body["description"]
+    assert (await ok(http, tg, "getChat", chat_id=alice.id))["first_name"] == "Alice"
+    assert await ok(http, tg, "logOut") is True and await ok(http, tg, "close") is True
+    assert tg.internal_errors == []
+    assert "(album of 2) before" in tg.transcript_text(alice.id)
+
+
+async def test_user_actions(tg: FakeTelegram, http: aiohttp.ClientSession) -> None:
+    alice = tg.user(first_name="Alice", last_name="Smith", username="alice")
+    text = await alice.send("hello")
+    assert text["message"]["from"] == {
+        "id": alice.id,
+        "is_bot": False,
+        "first_name": "Alice",
+        "last_name": "Smith",
+        "username": "alice",
+        "language_code": "en",
+    }
+    edited = await alice.edit_text(text["message"]["message_id"], "hello!")
+    assert edited["edited_message"]["text"] == "hello!" and "edit_date" in edited["edited_message"]
+    contact = (await alice.share_contact("+4915100000", first_name="Al"))["message"]["contact"]
+    assert contact == {
+        "phone_number": "+4915100000",
+        "first_name": "Al",
+        "last_name": "Smith",
+        "user_id": alice.id,
+    }
+    doc = (await alice.send_document(b"x" * 10, "site.xlsx", "application/vnd.ms-excel"))[
+        "message"
+    ]["document"]
+    assert doc["file_name"] == "site.xlsx" and doc["file_size"] == 10
+    assert (await alice.send_sticker())["message"]["sticker"]["emoji"] == "👍"
+
+    blocked = await alice.block()
+    assert blocked["my_chat_member"]["new_chat_member"]["status"] == "kicked"
+    assert (await call(http, tg, "sendMessage", chat_id=alice.id, text="x"))[0] == 403
+    await alice.unblock()
+    assert (await call(http, tg, "sendMessage", chat_id=alice.id, text="x"))[0] == 200
+    kinds = [e.kind for e in tg.transcript if e.direction == "user"]
+    assert kinds == ["text", "edit", "contact", "document", "sticker", "block", "unblock"]
+    assert [u["update_id"] for u in tg.updates] == sorted(u["update_id"] for u in tg.updates)

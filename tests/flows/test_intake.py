@@ -58,21 +58,31 @@ def test_each_bad_field_gets_one_clear_error(services, override, field) -> None:
 
 def test_window_must_end_after_it_starts_and_not_in_the_past(services) -> None:
     now = services.clock.now()
-    raw = dispatch_fields(services, window_start=(now + timedelta(hours=3)).isoformat(),
-                          window_end=(now + timedelta(hours=1)).isoformat())
+    raw = dispatch_fields(
+        services,
+        window_start=(now + timedelta(hours=3)).isoformat(),
+        window_end=(now + timedelta(hours=1)).isoformat(),
+    )
     with pytest.raises(FieldError) as err:
         validate_dispatch(raw, timezone="Asia/Shanghai", now=now)
     assert err.value.errors == [("window_end", "must be after window_start")]
-    raw = dispatch_fields(services, window_start=(now - timedelta(hours=3)).isoformat(),
-                          window_end=(now - timedelta(hours=1)).isoformat())
+    raw = dispatch_fields(
+        services,
+        window_start=(now - timedelta(hours=3)).isoformat(),
+        window_end=(now - timedelta(hours=1)).isoformat(),
+    )
     with pytest.raises(FieldError) as err:
         validate_dispatch(raw, timezone="Asia/Shanghai", now=now)
     assert err.value.errors == [("window_end", "is in the past")]
 
 
 def test_site_local_times_and_chinese_service_types(services) -> None:
-    raw = dispatch_fields(services, window_start="2026-12-01 09:00", window_end="2026-12-01 12:00",
-                          service_type="维修")
+    raw = dispatch_fields(
+        services,
+        window_start="2026-12-01 09:00",
+        window_end="2026-12-01 12:00",
+        service_type="维修",
+    )
     clean = validate_dispatch(raw, timezone="Asia/Shanghai", now=services.clock.now())
     assert clean.window_start.utcoffset() == timedelta(hours=8)
     assert clean.data.service_type == "repair"
@@ -85,8 +95,11 @@ async def test_a_new_dispatch_is_offered_to_a_qualified_engineer(services) -> No
     dispatch = await new_dispatch(services)
     async with services.uow() as uow:
         fresh = await uow.session.get(Dispatch, dispatch.id)
-        events = list(await uow.session.scalars(
-            select(DispatchEvent.kind).where(DispatchEvent.dispatch_id == dispatch.id)))
+        events = list(
+            await uow.session.scalars(
+                select(DispatchEvent.kind).where(DispatchEvent.dispatch_id == dispatch.id)
+            )
+        )
     assert fresh is not None and fresh.status == "offered"
     assert events == ["created", "offered"]
     from tests.conftest import outbox_rows
@@ -94,7 +107,9 @@ async def test_a_new_dispatch_is_offered_to_a_qualified_engineer(services) -> No
     offers = [r for r in await outbox_rows(services, 1002) if r.ref and r.ref.startswith("offer:")]
     assert len(offers) == 1
     assert [b["text"] for b in offers[0].payload["reply_markup"]["inline_keyboard"][0]] == [
-        "✅ Accept", "✖️ Decline"]
+        "✅ Accept",
+        "✖️ Decline",
+    ]
     assert not [r for r in await outbox_rows(services, 1001) if r.ref]
     assert repairer.user.id
 
@@ -129,7 +144,9 @@ async def test_rest_requires_the_bearer_token(services) -> None:
         body = dispatch_fields(services)
         assert (await client.post("/api/v1/dispatches", json=body)).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
-        assert (await client.post("/api/v1/dispatches", json=body, headers=wrong)).status_code == 401
+        assert (
+            await client.post("/api/v1/dispatches", json=body, headers=wrong)
+        ).status_code == 401
         assert (await client.get("/api/v1/dispatches/1", headers=wrong)).status_code == 401
     assert await count_dispatches(services) == 0
 
@@ -137,8 +154,9 @@ async def test_rest_requires_the_bearer_token(services) -> None:
 async def test_rest_creates_reads_and_validates(services) -> None:
     auth = {"Authorization": "Bearer test-api-token"}
     async with await rest(services) as client:
-        created = await client.post("/api/v1/dispatches", json=dispatch_fields(services),
-                                    headers=auth)
+        created = await client.post(
+            "/api/v1/dispatches", json=dispatch_fields(services), headers=auth
+        )
         assert created.status_code == 201, created.text
         body = created.json()
         assert body["number"].startswith("FB") and body["status"] == "unassigned"
@@ -146,16 +164,22 @@ async def test_rest_creates_reads_and_validates(services) -> None:
         got = await client.get(f"/api/v1/dispatches/{body['id']}", headers=auth)
         assert got.json()["number"] == body["number"]
         assert (await client.get("/api/v1/dispatches/999", headers=auth)).status_code == 404
-        bad = await client.post("/api/v1/dispatches", headers=auth,
-                                json=dispatch_fields(services, service_type="painting",
-                                                     contact_phone="x"))
+        bad = await client.post(
+            "/api/v1/dispatches",
+            headers=auth,
+            json=dispatch_fields(services, service_type="painting", contact_phone="x"),
+        )
         assert bad.status_code == 422
         fields = {f["field"] for f in bad.json()["fields"]}
         assert "service_type" in fields
-        bad_phone = await client.post("/api/v1/dispatches", headers=auth,
-                                      json=dispatch_fields(services, contact_phone="call me"))
+        bad_phone = await client.post(
+            "/api/v1/dispatches",
+            headers=auth,
+            json=dispatch_fields(services, contact_phone="call me"),
+        )
         assert bad_phone.json()["fields"] == [
-            {"field": "contact_phone", "message": "'call me' is not a phone number"}]
+            {"field": "contact_phone", "message": "'call me' is not a phone number"}
+        ]
         assert (await client.get("/openapi.json")).json()["paths"]["/api/v1/dispatches"]
         assert (await client.get("/health")).json() == {"status": "ok", "database": "ok"}
     assert await count_dispatches(services) == 1
@@ -165,20 +189,33 @@ async def test_rest_creates_reads_and_validates(services) -> None:
 
 
 def csv_text(services, rows: list[dict[str, Any]]) -> bytes:
-    columns = ["customer", "contact_name", "contact_phone", "address", "equipment_model",
-               "quantity", "serials", "service_type", "window_start", "window_end"]
+    columns = [
+        "customer",
+        "contact_name",
+        "contact_phone",
+        "address",
+        "equipment_model",
+        "quantity",
+        "serials",
+        "service_type",
+        "window_start",
+        "window_end",
+    ]
     lines = [",".join(columns)]
     for row in rows:
         base = dispatch_fields(services, **row)
-        base["serials"] = ";".join(base["serials"]) if isinstance(base["serials"], list) else base[
-            "serials"]
+        base["serials"] = (
+            ";".join(base["serials"]) if isinstance(base["serials"], list) else base["serials"]
+        )
         lines.append(",".join(f'"{base[c]}"' for c in columns))
     return ("\n".join(lines) + "\n").encode()
 
 
 async def test_csv_imports_good_rows_reports_bad_ones_and_never_twice(services) -> None:
-    data = csv_text(services, [{}, {"contact_phone": "nope"}, {"customer": "Second Co"},
-                               {"service_type": "painting"}])
+    data = csv_text(
+        services,
+        [{}, {"contact_phone": "nope"}, {"customer": "Second Co"}, {"service_type": "painting"}],
+    )
     report = await import_csv(services, data)
     assert len(report.created) == 2
     assert [line for line, _ in report.errors] == [3, 5]
@@ -215,26 +252,61 @@ def test_cli_staff_add_and_dispatch_create(services, monkeypatch, db_url) -> Non
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("BOT_USERNAME", "fieldbot_test_bot")
     runner = CliRunner()
-    out = runner.invoke(cli, ["staff", "add", "--role", "engineer", "--name", "Zhang San",
-                              "--skills", "repair,installation", "--json"])
+    out = runner.invoke(
+        cli,
+        [
+            "staff",
+            "add",
+            "--role",
+            "engineer",
+            "--name",
+            "Zhang San",
+            "--skills",
+            "repair,installation",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     staff = json.loads(out.output)
     assert staff["link"] == f"https://t.me/fieldbot_test_bot?start={staff['code']}"
     assert staff["skills"] == ["installation", "repair"]
-    bad = runner.invoke(cli, ["staff", "add", "--role", "engineer", "--name", "X",
-                              "--skills", "juggling", "--json"])
+    bad = runner.invoke(
+        cli, ["staff", "add", "--role", "engineer", "--name", "X", "--skills", "juggling", "--json"]
+    )
     assert bad.exit_code == 1 and json.loads(bad.output)["errors"][0]["field"] == "skills"
-    args = ["dispatch", "create", "--customer", "Acme", "--contact-name", "Li",
-            "--contact-phone", "13800138000", "--address", "1 Road", "--equipment-model", "X1",
-            "--service-type", "repair", "--window-start", "2030-01-01T09:00",
-            "--window-end", "2030-01-01T12:00", "--serials", "A1;A2", "--quantity", "2", "--json"]
+    args = [
+        "dispatch",
+        "create",
+        "--customer",
+        "Acme",
+        "--contact-name",
+        "Li",
+        "--contact-phone",
+        "13800138000",
+        "--address",
+        "1 Road",
+        "--equipment-model",
+        "X1",
+        "--service-type",
+        "repair",
+        "--window-start",
+        "2030-01-01T09:00",
+        "--window-end",
+        "2030-01-01T12:00",
+        "--serials",
+        "A1;A2",
+        "--quantity",
+        "2",
+        "--json",
+    ]
     created = runner.invoke(cli, args)
     assert created.exit_code == 0, created.output
     assert json.loads(created.output)["number"].startswith("FB")
     wrong = runner.invoke(cli, [*args[:-1], "--window-end", "2029-01-01T09:00", "--json"])
     assert wrong.exit_code == 1
     assert json.loads(wrong.output)["errors"] == [
-        {"field": "window_end", "message": "must be after window_start"}]
+        {"field": "window_end", "message": "must be after window_start"}
+    ]
     assert count_dispatches_sync(services) == 1
 
 

@@ -14,8 +14,9 @@ from tests.helpers import new_dispatch, onboard, press, say
 
 async def offer_of(services, dispatch_id: int, engineer_id: int) -> Offer:
     async with services.uow() as uow:
-        offer = await uow.session.scalar(select(Offer).where(
-            Offer.dispatch_id == dispatch_id, Offer.engineer_id == engineer_id))
+        offer = await uow.session.scalar(
+            select(Offer).where(Offer.dispatch_id == dispatch_id, Offer.engineer_id == engineer_id)
+        )
         assert offer is not None
         return offer
 
@@ -35,11 +36,17 @@ async def test_accept_takes_the_job_and_edits_the_offer(services) -> None:
     assert await status_of(services, dispatch.id) == "accepted"
     rows = await outbox_rows(services, 11)
     edit = [r for r in rows if r.method == "editMessageText"]
-    assert edit and edit[0].edit_of == f"offer:{offer.id}" and "You accepted" in edit[0].payload[
-        "text"]
+    assert (
+        edit
+        and edit[0].edit_of == f"offer:{offer.id}"
+        and "You accepted" in edit[0].payload["text"]
+    )
     async with services.uow() as uow:
-        pending = list(await uow.session.scalars(select(Timer).where(
-            Timer.kind == "offer_timeout", Timer.status == "pending")))
+        pending = list(
+            await uow.session.scalars(
+                select(Timer).where(Timer.kind == "offer_timeout", Timer.status == "pending")
+            )
+        )
     assert pending == []
 
 
@@ -50,8 +57,11 @@ async def test_double_tap_on_accept_acts_once(services) -> None:
     await press(services, 11, f"off:{offer.id}:acc")
     await press(services, 11, f"off:{offer.id}:acc")
     async with services.uow() as uow:
-        kinds = list(await uow.session.scalars(select(DispatchEvent.kind).where(
-            DispatchEvent.dispatch_id == dispatch.id)))
+        kinds = list(
+            await uow.session.scalars(
+                select(DispatchEvent.kind).where(DispatchEvent.dispatch_id == dispatch.id)
+            )
+        )
     assert kinds.count("accepted") == 1
     answers = [r for r in await outbox_rows(services, 11) if r.method == "answerCallbackQuery"]
     assert "no longer open" in answers[-1].payload["text"]
@@ -128,8 +138,10 @@ async def test_timeout_withdraws_and_reoffers_then_alerts_the_supervisor(service
     alert = (await outbox_rows(services, 21))[-1]
     assert "Nobody is left" in alert.payload["text"]
     buttons = [row[0]["callback_data"] for row in alert.payload["reply_markup"]["inline_keyboard"]]
-    assert buttons == [f"job:{dispatch.id}:asg:{first.user.id}",
-                       f"job:{dispatch.id}:asg:{second.user.id}"]
+    assert buttons == [
+        f"job:{dispatch.id}:asg:{first.user.id}",
+        f"job:{dispatch.id}:asg:{second.user.id}",
+    ]
     assert await sweep(services) == 0  # fired once
 
 
@@ -177,11 +189,15 @@ async def test_two_engineers_can_never_both_hold_a_job(services) -> None:
         await make_offer(uow, d, user_b)
         await uow.commit()
     offer_b = await offer_of(services, dispatch.id, b.user.id)
-    await asyncio.gather(press(services, 11, f"off:{offer_a.id}:acc"),
-                         press(services, 12, f"off:{offer_b.id}:acc"))
+    await asyncio.gather(
+        press(services, 11, f"off:{offer_a.id}:acc"), press(services, 12, f"off:{offer_b.id}:acc")
+    )
     async with services.uow() as uow:
         d = await uow.session.get(Dispatch, dispatch.id)
-        accepted = list(await uow.session.scalars(select(Offer).where(
-            Offer.dispatch_id == dispatch.id, Offer.status == "accepted")))
+        accepted = list(
+            await uow.session.scalars(
+                select(Offer).where(Offer.dispatch_id == dispatch.id, Offer.status == "accepted")
+            )
+        )
     assert d is not None and d.status == "accepted"
     assert len(accepted) == 1 and d.engineer_id == accepted[0].engineer_id

@@ -29,8 +29,9 @@ async def test_invite_is_single_use(services) -> None:
     new = await onboard(services, 501)
     await say(services, 502, f"/start {new.code}")
     texts = await texts_to(services, 502)
-    assert texts == ["This invite link has already been used. Please ask your service centre "
-                     "for a new one."]
+    assert texts == [
+        "This invite link has already been used. Please ask your service centre for a new one."
+    ]
     async with services.uow() as uow:
         assert await uow.session.scalar(select(User).where(User.telegram_id == 502)) is None
 
@@ -91,7 +92,7 @@ async def test_unknown_command_and_strangers(services) -> None:
     assert "service desk bot" in (await texts_to(services, 801))[-1]
     await onboard(services, 802)
     await send_kind(services, 802, Kind.PHOTO, file_ids=("f1",))
-    assert "did not understand" in (await texts_to(services, 802))[-1]
+    assert "no job is waiting for photos" in (await texts_to(services, 802))[-1]
 
 
 async def test_a_redelivered_update_acts_once(services) -> None:

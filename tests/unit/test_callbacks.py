@@ -16,8 +16,18 @@ def test_callback_data_longer_than_64_bytes_is_refused_on_pack() -> None:
 
 
 @pytest.mark.parametrize(
-    "data", ["", "job", "job:abc:acc", "job:1", "a:b:c:d:e", "job:1:acc:'; drop", "x" * 65,
-             "job:-1:acc", "job:1::"]
+    "data",
+    [
+        "",
+        "job",
+        "job:abc:acc",
+        "job:1",
+        "a:b:c:d:e",
+        "job:1:acc:'; drop",
+        "x" * 65,
+        "job:-1:acc",
+        "job:1::",
+    ],
 )
 def test_forged_or_malformed_data_decodes_to_nothing(data: str) -> None:
     assert unpack(data) is None

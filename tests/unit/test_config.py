@@ -8,8 +8,15 @@ from bot.core.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90), ("15m", 900), ("2h", 7200), ("1h30m", 5400), ("1d", 86400), ("45", 45),
-     ("500ms", 0.5)],
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1d", 86400),
+        ("45", 45),
+        ("500ms", 0.5),
+    ],
 )
 def test_durations_are_written_like_people_write_them(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)

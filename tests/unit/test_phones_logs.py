@@ -29,8 +29,11 @@ def test_logs_never_carry_phones_or_tokens(caplog: pytest.LogCaptureFixture) -> 
     logger = logging.getLogger("test.redact")
     logger.addFilter(RedactingFilter())
     with caplog.at_level(logging.INFO, logger="test.redact"):
-        logger.info("calling %s with token %s", "+86 138 0013 8000",
-                    "123456789:AAEhBOweik9ai0Qa-test-token-xxxxxxxx")
+        logger.info(
+            "calling %s with token %s",
+            "+86 138 0013 8000",
+            "123456789:AAEhBOweik9ai0Qa-test-token-xxxxxxxx",
+        )
     assert "138" not in caplog.text
     assert "AAEh" not in caplog.text
-    assert "job FB000012 at 2026-12-01 09:00" == redact("job FB000012 at 2026-12-01 09:00")
+    assert redact("job FB000012 at 2026-12-01 09:00") == "job FB000012 at 2026-12-01 09:00"
