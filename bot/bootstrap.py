@@ -98,6 +98,13 @@ class FieldBot:
         self.http_server: uvicorn.Server | None = None
 
     @property
+    def http_url(self) -> str:
+        """Where the HTTP app listens (the real port when HTTP_PORT is 0)."""
+        assert self.http_server is not None and self.http_server.servers
+        host, port = self.http_server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
     def engine(self) -> AsyncEngine:
         bind = self.services.sessionmaker.kw["bind"]
         assert isinstance(bind, AsyncEngine)

@@ -66,13 +66,12 @@ def run() -> None:
 
 
 @main.command()
-@click.option("--fast/--real-time", default=True, help="Shrink deadlines to seconds.")
-def demo(fast: bool) -> None:
+def demo() -> None:
     """Offline demo: a fake Telegram, the real bot, a whole job, printed as it happens."""
     from bot.demo import run_demo
 
     setup_logging("WARNING")
-    sys.exit(asyncio.run(run_demo(fast=fast)))
+    sys.exit(asyncio.run(run_demo()))
 
 
 @main.group()

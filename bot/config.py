@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.durations import parse_duration
+from bot.db.engine import async_url
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
@@ -104,10 +105,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        if value.startswith("sqlite:///"):
-            return "sqlite+aiosqlite:///" + value.removeprefix("sqlite:///")
-        if value.startswith(("postgresql://", "postgres://")):
-            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        value = async_url(value)
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use a sqlite:/// or postgresql:// URL")
         return value

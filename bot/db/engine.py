@@ -13,8 +13,18 @@ from sqlalchemy.ext.asyncio import (
 )
 
 
+def async_url(url: str) -> str:
+    """``sqlite:///`` and ``postgresql://`` URLs with the async drivers we ship."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; on SQLite every transaction takes the write lock up front."""
+    url = async_url(url)
     if url.startswith("sqlite"):
         kwargs.setdefault("hide_parameters", True)  # no personal data in error messages
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -11,6 +10,7 @@ from bot.db.models import Inbox
 from bot.runtime.base import Runtime
 from bot.services import inbox
 from bot.services.context import Services
+from bot.workers.wake import nap
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,4 @@ class InboxProcessor:
                 handled = 0
                 await asyncio.sleep(1)
             if handled == 0:
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), idle)
+                await nap(self.wake, idle)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,11 +21,13 @@ from bot.runtime.base import (
     TransientSendError,
 )
 from bot.services.context import Services
+from bot.workers.wake import nap
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
+UNORDERED = ("answerCallbackQuery",)
 
 
 class TokenBucket:
@@ -89,18 +90,20 @@ class OutboxSender:
     async def _claim(self, now: datetime) -> list[Outbox]:
         async with self.services.uow() as uow:
             session = uow.session
-            busy = select(Outbox.chat_id).where(
-                Outbox.status == OutboxStatus.PENDING.value, Outbox.locked_until > now
-            )
+            pending = Outbox.status == OutboxStatus.PENDING.value
+            ordered = Outbox.method.not_in(UNORDERED)
+            busy = select(Outbox.chat_id).where(pending, ordered, Outbox.locked_until > now)
             heads = (
                 select(func.min(Outbox.id))
-                .where(Outbox.status == OutboxStatus.PENDING.value)
+                .where(pending, ordered)
                 .group_by(Outbox.chat_id)
                 .having(~Outbox.chat_id.in_(busy))
             )
+            # Button answers stop the client's spinner: they never wait behind a chat's queue.
+            answers = select(Outbox.id).where(pending, Outbox.method.in_(UNORDERED))
             stmt = (
                 select(Outbox)
-                .where(Outbox.id.in_(heads), Outbox.not_before <= now)
+                .where(Outbox.id.in_(heads) | Outbox.id.in_(answers), Outbox.not_before <= now)
                 .where((Outbox.locked_until.is_(None)) | (Outbox.locked_until <= now))
                 .order_by(Outbox.priority, Outbox.id)
                 .limit(self.batch)
@@ -217,6 +220,4 @@ class OutboxSender:
                 sent = 0
                 await asyncio.sleep(1)
             if sent == 0:
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), idle)
+                await nap(self.wake, idle)
