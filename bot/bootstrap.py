@@ -26,7 +26,7 @@ from bot.runtime.base import Runtime
 from bot.scheduler.sweep import build_scheduler
 from bot.services.context import Services
 from bot.services.staff import organisation, supervisors_on_duty
-from bot.workers.polling import poll_forever
+from bot.workers.polling import Poller
 from bot.workers.processor import InboxProcessor
 from bot.workers.sender import OutboxSender
 
@@ -94,7 +94,9 @@ class FieldBot:
         )
         self.services.after_commit.append(self.sender.wake.set)
         self.services.after_commit.append(self.processor.wake.set)
-        self.scheduler = build_scheduler(self.services)
+        self.poller = Poller(self.services, self.runtime)
+        self.sweep_lock = asyncio.Lock()
+        self.scheduler = build_scheduler(self.services, lock=self.sweep_lock)
         self.http_server: uvicorn.Server | None = None
 
     @property
@@ -152,7 +154,7 @@ class FieldBot:
             )
         else:
             await self.runtime.delete_webhook()
-            self.tasks.append(asyncio.create_task(poll_forever(self.services, self.runtime)))
+            self.tasks.append(asyncio.create_task(self.poller.run_forever()))
         self.tasks.append(asyncio.create_task(self.processor.run_forever()))
         self.tasks.append(asyncio.create_task(self.sender.run_forever()))
         self.scheduler.start()
@@ -173,16 +175,23 @@ class FieldBot:
                     if task.done() and task.exception():
                         raise task.exception()  # type: ignore[misc]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work, let every round in flight finish its transaction, then close."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        for worker in (self.poller, self.processor, self.sender):
+            worker.stop()
         if self.http_server is not None:
             self.http_server.should_exit = True
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            for task in self.tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        async with self.sweep_lock:  # a sweep still running finishes first
+            pass
         self.tasks.clear()
         await self.runtime.stop()
         await self.engine.dispose()

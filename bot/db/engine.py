@@ -27,6 +27,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     if url.startswith("sqlite"):
         kwargs.setdefault("hide_parameters", True)  # no personal data in error messages
+        # One connection: SQLite has one writer anyway, and queueing in the pool (asyncio)
+        # beats SQLite's busy-wait sleeps. Other processes (the CLI) still get busy_timeout.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", 60)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from datetime import timedelta
@@ -104,13 +105,18 @@ async def sweep(services: Services, limit: int = 200) -> int:
             return total
 
 
-def build_scheduler(services: Services) -> AsyncIOScheduler:
+async def _locked_sweep(services: Services, lock: asyncio.Lock) -> None:
+    async with lock:
+        await sweep(services)
+
+
+def build_scheduler(services: Services, *, lock: asyncio.Lock | None = None) -> AsyncIOScheduler:
     """APScheduler drives time; every deadline itself is a database row."""
     scheduler = AsyncIOScheduler(timezone=services.settings.timezone)
     scheduler.add_job(
-        sweep,
+        _locked_sweep,
         "interval",
-        args=[services],
+        args=[services, lock or asyncio.Lock()],
         seconds=services.settings.scheduler_interval.total_seconds(),
         id="timer-sweep",
         max_instances=1,

@@ -10,21 +10,21 @@ from bot.db.models import Inbox
 from bot.runtime.base import Runtime
 from bot.services import inbox
 from bot.services.context import Services
-from bot.workers.wake import nap
+from bot.workers.loop import Worker
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 
 
-class InboxProcessor:
+class InboxProcessor(Worker):
     """Claims the head update of each idle chat and feeds it through the runtime."""
 
     def __init__(self, services: Services, runtime: Runtime, *, batch: int = 50) -> None:
+        super().__init__()
         self.services = services
         self.runtime = runtime
         self.batch = batch
-        self.wake = asyncio.Event()
 
     async def run_once(self) -> int:
         async with self.services.uow() as uow:
@@ -59,14 +59,3 @@ class InboxProcessor:
         from bot.runtime.payloads import event_of_payload
 
         await handle_failure(self.services, event_of_payload(row.payload), exc)
-
-    async def run_forever(self, idle: float = 0.5) -> None:
-        while True:
-            try:
-                handled = await self.run_once()
-            except Exception:
-                log.exception("inbox processing failed; retrying")
-                handled = 0
-                await asyncio.sleep(1)
-            if handled == 0:
-                await nap(self.wake, idle)

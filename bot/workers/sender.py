@@ -21,7 +21,7 @@ from bot.runtime.base import (
     TransientSendError,
 )
 from bot.services.context import Services
-from bot.workers.wake import nap
+from bot.workers.loop import Worker
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class TokenBucket:
         self.tokens -= 1
 
 
-class OutboxSender:
+class OutboxSender(Worker):
     """Claims the head message of each chat that may send now, and sends it."""
 
     def __init__(
@@ -68,13 +68,13 @@ class OutboxSender:
         batch: int = 50,
         on_permanent_failure: Callable[[Outbox, str], object] | None = None,
     ) -> None:
+        super().__init__()
         self.services = services
         self.runtime = runtime
         self.batch = batch
         settings = services.settings
         self.global_bucket = TokenBucket(settings.send_global_rate, settings.send_global_rate)
         self.chat_buckets: dict[int, TokenBucket] = {}
-        self.wake = asyncio.Event()
         self.on_permanent_failure = on_permanent_failure
 
     def _chat_bucket(self, chat_id: int) -> TokenBucket:
@@ -210,14 +210,3 @@ class OutboxSender:
                 update(Outbox).where(Outbox.id == row.id).values(locked_until=None, **values)
             )
             await uow.commit()
-
-    async def run_forever(self, idle: float = 0.5) -> None:
-        while True:
-            try:
-                sent = await self.run_once()
-            except Exception:
-                log.exception("outbox sending failed; retrying")
-                sent = 0
-                await asyncio.sleep(1)
-            if sent == 0:
-                await nap(self.wake, idle)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from bot.bootstrap import FieldBot
 from bot.fakeapi import FakeTelegram
 from tests.conftest import reset_database
 
-RUNTIMES = ["aiogram"]
+RUNTIMES = ["aiogram", "ptb"]
 
 
 @pytest.fixture(params=RUNTIMES)
@@ -27,27 +28,46 @@ async def tg() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
+class ShiftedClock:
+    """Real time plus an offset a test can move forward (to jump to a window's end)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def shift(self, delta: timedelta) -> None:
+        self.offset += delta
+
+
 class Harness:
     """Starts (and restarts) the bot process against ``tg`` with shrinkable deadlines."""
 
-    def __init__(self, tg: FakeTelegram, make_settings: Callable[..., Any], runtime: str,
-                 db_url: str) -> None:
+    def __init__(
+        self, tg: FakeTelegram, make_settings: Callable[..., Any], runtime: str, db_url: str
+    ) -> None:
         self.tg = tg
         self.make_settings = make_settings
         self.runtime = runtime
         self.db_url = db_url
         self.bot: FieldBot | None = None
         self.overrides: dict[str, Any] = {}
+        self.clock = ShiftedClock()
 
     def settings(self, **overrides: Any) -> Any:
-        return self.make_settings(
-            bot_token=self.tg.token, telegram_api_url=self.tg.url, bot_runtime=self.runtime,
-            http_port=0, scheduler_interval="200ms", **{**self.overrides, **overrides},
-        )
+        base: dict[str, Any] = {
+            "bot_token": self.tg.token,
+            "telegram_api_url": self.tg.url,
+            "bot_runtime": self.runtime,
+            "http_port": 0,
+            "scheduler_interval": "200ms",
+        }
+        return self.make_settings(**{**base, **self.overrides, **overrides})
 
     async def start(self, **overrides: Any) -> FieldBot:
         self.overrides.update(overrides)
-        self.bot = FieldBot(self.settings())
+        self.bot = FieldBot(self.settings(), clock=self.clock)
         await self.bot.start()
         return self.bot
 
@@ -62,8 +82,9 @@ class Harness:
 
     def api(self) -> httpx.AsyncClient:
         assert self.bot is not None
-        return httpx.AsyncClient(base_url=self.bot.http_url,
-                                 headers={"Authorization": "Bearer test-api-token"})
+        return httpx.AsyncClient(
+            base_url=self.bot.http_url, headers={"Authorization": "Bearer test-api-token"}
+        )
 
     @asynccontextmanager
     async def running(self, **overrides: Any) -> AsyncIterator[FieldBot]:
@@ -75,8 +96,9 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(tg: FakeTelegram, make_settings, runtime: str, db_url: str) -> AsyncIterator[
-        Harness]:
+async def harness(
+    tg: FakeTelegram, make_settings, runtime: str, db_url: str
+) -> AsyncIterator[Harness]:
     await reset_database(db_url)
     h = Harness(tg, make_settings, runtime, db_url)
     yield h

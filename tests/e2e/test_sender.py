@@ -1,0 +1,159 @@
+"""The outbox sender against the fake Bot API: Telegram's limits, 429 retry_after, faults, order."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from bot.bootstrap import build_services, make_runtime
+from bot.core.clock import SystemClock
+from bot.core.enums import Priority
+from bot.core.messages import Msg
+from bot.db.models import Outbox
+from bot.fakeapi import FakeTelegram, FaultPlan, RateLimits
+from bot.workers.sender import OutboxSender
+from tests.conftest import reset_database
+from tests.helpers import onboard
+
+
+async def drain(sender: OutboxSender, services, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        await sender.run_once()
+        async with services.uow() as uow:
+            pending = await uow.session.scalar(
+                select(Outbox.id).where(Outbox.status == "pending").limit(1)
+            )
+        if pending is None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("outbox not drained")
+
+
+async def make(tg: FakeTelegram, make_settings, db_url: str, runtime: str, **overrides: Any):
+    await reset_database(db_url)
+    settings = make_settings(
+        bot_token=tg.token, telegram_api_url=tg.url, bot_runtime=runtime, **overrides
+    )
+    services = build_services(settings, clock=SystemClock())
+    rt = make_runtime(settings, services)
+    await rt.start()
+    return services, rt
+
+
+async def queue(services, chats: list[int], count: int, priority: int = Priority.NORMAL) -> None:
+    async with services.uow() as uow:
+        for i in range(count):
+            for chat in chats:
+                await uow.out.send(
+                    Msg("err_too_long", {"limit": i}, chat_id=chat, priority=priority)
+                )
+        await uow.commit()
+
+
+def numbers(tg: FakeTelegram, chat: int) -> list[int]:
+    return [int(m["text"].split("at most ")[1].split(" ")[0]) for m in tg.messages(chat)]
+
+
+async def test_429_is_honoured_and_nothing_is_lost_or_reordered(
+    tg, make_settings, db_url, runtime
+) -> None:
+    services, rt = await make(tg, make_settings, db_url, runtime)
+    users = [tg.user(first_name=f"U{i}") for i in range(3)]
+    for u in users:
+        await u.send("hi")  # the fake only delivers to chats that started the bot
+    tg.faults = FaultPlan(
+        rate=0.3, kinds=("429",), retry_after=1, seed=7, methods={"sendMessage"}, max_faults=4
+    )
+    await queue(services, [u.id for u in users], 5)
+    sender = OutboxSender(services, rt)
+    try:
+        await drain(sender, services)
+    finally:
+        await rt.stop()
+    assert tg.faults.injected == 4
+    assert tg.retry_after_violations == 0
+    for u in users:
+        assert numbers(tg, u.id) == [0, 1, 2, 3, 4]
+
+
+async def test_server_errors_timeouts_and_drops_are_retried(
+    tg, make_settings, db_url, runtime
+) -> None:
+    services, rt = await make(tg, make_settings, db_url, runtime)
+    users = [tg.user(first_name=f"U{i}") for i in range(2)]
+    for u in users:
+        await u.send("hi")
+    tg.faults = FaultPlan(
+        rate=0.3, kinds=("500", "502", "drop"), seed=3, methods={"sendMessage"}, max_faults=3
+    )
+    await queue(services, [u.id for u in users], 4)
+    sender = OutboxSender(services, rt)
+    try:
+        await drain(sender, services)
+    finally:
+        await rt.stop()
+    assert tg.faults.injected == 3
+    for u in users:
+        assert numbers(tg, u.id) == [0, 1, 2, 3]
+
+
+async def test_flood_limits_are_kept(tg, make_settings, db_url, runtime) -> None:
+    services, rt = await make(
+        tg, make_settings, db_url, runtime, send_chat_rate=1, send_chat_burst=1, send_global_rate=30
+    )
+    tg.limits = RateLimits(global_per_second=30, per_chat_per_second=1)
+    u = tg.user(first_name="U")
+    await u.send("hi")
+    await queue(services, [u.id], 3)
+    sender = OutboxSender(services, rt)
+    try:
+        await drain(sender, services)
+    finally:
+        await rt.stop()
+    assert tg.rate_limited == []
+    assert numbers(tg, u.id) == [0, 1, 2]
+
+
+async def test_urgent_messages_go_first(tg, make_settings, db_url, runtime) -> None:
+    services, rt = await make(tg, make_settings, db_url, runtime)
+    bulk = [tg.user(first_name=f"B{i}") for i in range(4)]
+    boss = tg.user(first_name="Boss")
+    for u in [*bulk, boss]:
+        await u.send("hi")
+    await queue(services, [u.id for u in bulk], 1, priority=Priority.BULK)
+    await queue(services, [boss.id], 1, priority=Priority.URGENT)
+    sender = OutboxSender(services, rt, batch=1)
+    try:
+        await drain(sender, services)
+    finally:
+        await rt.stop()
+    sends = [params["chat_id"] for method, params in tg.calls if method == "sendMessage"]
+    assert int(sends[0]) == boss.id
+
+
+async def test_a_blocked_user_is_recorded_and_the_supervisor_told(
+    tg, make_settings, db_url, runtime
+) -> None:
+    services, rt = await make(tg, make_settings, db_url, runtime)
+    await tg.user(user_id=5001, first_name="Boss").send("hi")
+    await onboard(services, 5001, role="supervisor", name="Boss", skills=())
+    failures: list[int] = []
+    sender = OutboxSender(
+        services, rt, on_permanent_failure=lambda row, _: failures.append(row.chat_id)
+    )
+    user = tg.user(first_name="Gone")
+    await user.send("hi")
+    await user.block()
+    await queue(services, [user.id], 1)
+    try:
+        await drain(sender, services)
+    finally:
+        await rt.stop()
+    async with services.uow() as uow:
+        row = await uow.session.scalar(select(Outbox).where(Outbox.chat_id == user.id))
+    assert row is not None and row.status == "failed" and "blocked" in (row.error or "")
+    assert failures == [user.id]

@@ -1,0 +1,110 @@
+"""The unit of work, the migrations and start-up's schema check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import func, select, text
+
+from bot.bootstrap import SchemaBehind, prepare_database
+from bot.cli import main as cli
+from bot.db import migrate
+from bot.db.engine import make_engine
+from bot.db.models import Base, Customer, Timer
+from bot.services import timers
+
+
+async def test_leaving_the_unit_of_work_without_commit_writes_nothing(services) -> None:
+    async with services.uow() as uow:
+        uow.session.add(Customer(name="Ghost Ltd", created_at=uow.clock.now()))
+        await timers.schedule(uow, kind="x", subject="s", due_at=uow.clock.now())
+        await uow.session.flush()
+    async with services.uow() as uow:
+        assert await uow.session.scalar(select(func.count()).select_from(Customer)) == 0
+        assert await uow.session.scalar(select(func.count()).select_from(Timer)) == 0
+
+
+async def test_an_error_inside_the_unit_of_work_rolls_back(services) -> None:
+    with pytest.raises(RuntimeError):
+        async with services.uow() as uow:
+            uow.session.add(Customer(name="Ghost Ltd", created_at=uow.clock.now()))
+            await uow.session.flush()
+            raise RuntimeError("boom")
+    async with services.uow() as uow:
+        assert await uow.session.scalar(select(func.count()).select_from(Customer)) == 0
+
+
+async def test_timers_are_cancelled_with_their_transaction(services) -> None:
+    async with services.uow() as uow:
+        await timers.schedule(uow, kind="x", subject="dispatch:1", due_at=uow.clock.now())
+        await uow.commit()
+    async with services.uow() as uow:
+        assert await timers.cancel(uow, subject="dispatch:1") == 1
+        # rolled back: the timer stays pending
+    async with services.uow() as uow:
+        status = await uow.session.scalar(select(Timer.status))
+    assert status == "pending"
+
+
+async def test_migrations_match_the_models(services) -> None:
+    engine = services.sessionmaker.kw["bind"]
+
+    def diff(connection) -> list:
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(diff)
+    assert differences == []
+
+
+async def test_sqlite_runs_in_wal_mode(services) -> None:
+    if not services.settings.is_sqlite:
+        pytest.skip("SQLite only")
+    async with services.uow() as uow:
+        mode = await uow.session.scalar(text("PRAGMA journal_mode"))
+    assert mode == "wal"
+
+
+async def test_start_up_creates_an_empty_database_and_refuses_an_old_one(tmp_path) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/new.db")
+    try:
+        await prepare_database(engine)
+        assert await migrate.current_revision(engine) == migrate.head_revision()
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '0000'"))
+        with pytest.raises(SchemaBehind, match="fieldbot db upgrade"):
+            await prepare_database(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_db_upgrade_command(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    result = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "upgraded" in result.output
+
+
+def test_run_refuses_a_bad_setting_with_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OFFER_TIMEOUT", "ten minutes")
+    result = CliRunner().invoke(cli, ["run"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "OFFER_TIMEOUT" in result.output
+
+
+def test_run_without_a_token_points_to_the_demo(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    result = CliRunner().invoke(cli, ["run"])
+    assert result.exit_code == 2 and "fieldbot demo" in result.output
+
+
+async def test_invite_ttl_is_a_setting(make_settings) -> None:
+    assert make_settings(invite_ttl="2h").invite_ttl == timedelta(hours=2)
