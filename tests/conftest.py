@@ -15,23 +15,40 @@ from bot.config import Settings, load_settings
 from bot.core.clock import FakeClock
 from bot.db import migrate
 from bot.db.engine import make_engine
-from bot.db.models import Outbox
+from bot.db.models import Base, Outbox
 from bot.services.context import Services
 
 PG_URL = os.environ.get("FIELDBOT_TEST_DATABASE_URL", "")
 
 
-async def reset_database(url: str) -> None:
-    """An empty database at the newest schema."""
+async def reset_database(url: str, *, migrations: bool = False) -> None:
+    """An empty database at the newest schema (the models' tables, stamped at head).
+
+    ``migrations=True`` builds it by running every Alembic migration instead; a test
+    checks that both give the same schema.
+    """
     engine = make_engine(url)
     try:
         if url.startswith("postgresql"):
             async with engine.begin() as conn:
                 await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
                 await conn.execute(text("CREATE SCHEMA public"))
-        await migrate.upgrade(engine)
+        if migrations:
+            await migrate.upgrade(engine)
+        else:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+                await conn.run_sync(_stamp_head)
     finally:
         await engine.dispose()
+
+
+def _stamp_head(connection: Any) -> None:
+    from alembic import command
+
+    cfg = migrate.alembic_config()
+    cfg.attributes["connection"] = connection
+    command.stamp(cfg, "head")
 
 
 @pytest.fixture

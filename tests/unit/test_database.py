@@ -16,6 +16,7 @@ from bot.db import migrate
 from bot.db.engine import make_engine
 from bot.db.models import Base, Customer, Timer
 from bot.services import timers
+from tests.conftest import reset_database
 
 
 async def test_leaving_the_unit_of_work_without_commit_writes_nothing(services) -> None:
@@ -50,14 +51,18 @@ async def test_timers_are_cancelled_with_their_transaction(services) -> None:
     assert status == "pending"
 
 
-async def test_migrations_match_the_models(services) -> None:
-    engine = services.sessionmaker.kw["bind"]
+async def test_migrations_match_the_models(db_url) -> None:
+    await reset_database(db_url, migrations=True)
+    engine = make_engine(db_url)
 
     def diff(connection) -> list:
         return compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
-    async with engine.connect() as conn:
-        differences = await conn.run_sync(diff)
+    try:
+        async with engine.connect() as conn:
+            differences = await conn.run_sync(diff)
+    finally:
+        await engine.dispose()
     assert differences == []
 
 
