@@ -88,12 +88,17 @@ class Renderer:
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
     def label(self, key: str, locale: str, params: dict[str, Any] | None = None) -> str:
-        """A button label from ``templates/buttons.j2`` (one macro per label)."""
-        module = self.env(locale).get_template("buttons.j2").module
-        macro = getattr(module, key, None)
-        if macro is None:
-            raise KeyError(f"no button label {key!r} in templates/buttons.j2")
-        return str(macro(**(params or {}))).strip()
+        """A button label: a macro in ``templates/buttons*.j2`` (one file per area)."""
+        env = self.env(locale)
+        for name in self.button_files():
+            macro = getattr(env.get_template(name).module, key, None)
+            if macro is not None:
+                return str(macro(**(params or {}))).strip()
+        raise KeyError(f"no button label {key!r} in templates/buttons*.j2")
+
+    @cache  # noqa: B019
+    def button_files(self) -> tuple[str, ...]:
+        return tuple(sorted(p.name for p in self.templates_dir.glob("buttons*.j2")))
 
     def has_template(self, key: str) -> bool:
         return (self.templates_dir / f"{key}.j2").exists()
