@@ -136,8 +136,8 @@ class FieldBot:
 
     async def start(self) -> None:
         await prepare_database(self.engine)
-        await self.runtime.start()
         try:
+            await self.runtime.start()
             me = await self.runtime.get_me()
         except Exception as exc:
             raise RuntimeError(

@@ -413,7 +413,11 @@ class FakeUser:
             "chat": dict(state.chat),
             "from": self.as_dict(),
             "date": int(time.time()),
-            "old_chat_member": {"status": old, "user": bot},
+            "old_chat_member": {
+                "status": old,
+                "user": bot,
+                **({"until_date": 0} if old == "kicked" else {}),
+            },
             "new_chat_member": {
                 "status": new,
                 "user": bot,

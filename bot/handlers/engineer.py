@@ -124,11 +124,26 @@ async def job_text(ctx: Ctx, step: Step) -> None:
     await job.on_text(ctx.uow, ctx.actor, step.step, int(step.data["dispatch_id"]), ctx.event.text)
 
 
+def _expects_text(step: Step) -> bool:
+    """Steps that take typed text; the others wait for a button."""
+    return step.step.startswith("eta_") or step.step in (
+        "arrival",
+        "report_work",
+        "report_parts",
+        "report_extra",
+    )
+
+
+async def _remind_step(ctx: Ctx, step: Step) -> None:
+    assert ctx.actor is not None
+    await ctx.reply("expected_text" if _expects_text(step) else "expected_button")
+    await job.open_job(ctx.uow, ctx.actor, int(step.data["dispatch_id"]))
+
+
 async def job_photo(ctx: Ctx, step: Step) -> None:
     assert ctx.actor is not None
     if step.step != "report_photos":
-        await ctx.reply("expected_text")
-        await job.open_job(ctx.uow, ctx.actor, int(step.data["dispatch_id"]))
+        await _remind_step(ctx, step)
         return
     await job.report_photo(ctx.uow, ctx.actor, int(step.data["dispatch_id"]), ctx.event.file_ids[0])
 
@@ -150,9 +165,7 @@ async def job_location(ctx: Ctx, step: Step | None) -> None:
 
 
 async def job_other(ctx: Ctx, step: Step) -> None:
-    assert ctx.actor is not None
-    await ctx.reply("expected_text")
-    await job.open_job(ctx.uow, ctx.actor, int(step.data["dispatch_id"]))
+    await _remind_step(ctx, step)
 
 
 flow(job.FLOW, ENGINEERS, text=job_text, photo=job_photo, location=job_location, other=job_other)

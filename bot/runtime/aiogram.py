@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiogram.methods as methods
+import aiohttp
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -16,7 +17,7 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import CallbackQuery, Message, Update
+from aiogram.types import BufferedInputFile, CallbackQuery, Message, Update
 
 from bot.core.events import Event, Kind
 from bot.runtime.base import (
@@ -27,6 +28,7 @@ from bot.runtime.base import (
     TransientSendError,
 )
 from bot.runtime.events import command_parts
+from bot.runtime.uploads import split_uploads
 
 
 def message_event(message: Message, update_id: int, *, edited: bool = False) -> Event:
@@ -114,6 +116,14 @@ def callback_event(query: CallbackQuery, update_id: int) -> Event:
     )
 
 
+def with_uploads(payload: dict[str, Any]) -> dict[str, Any]:
+    """``document_b64`` + ``document_name`` (bytes kept in the outbox row) → an upload."""
+    rest, files = split_uploads(payload)
+    for field, (name, data) in files.items():
+        rest[field] = BufferedInputFile(data, filename=name)
+    return rest
+
+
 def build_router(handle: EventHandler) -> Router:
     """fieldbot as an aiogram Router: include it in any Dispatcher (``dp.include_router``)."""
     router = Router(name="fieldbot")
@@ -139,8 +149,9 @@ class AiogramRuntime:
     name = "aiogram"
 
     def __init__(self, *, token: str, api_url: str, handle: EventHandler) -> None:
-        session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
-        self.bot = Bot(token=token, session=session)
+        self.api = TelegramAPIServer.from_base(api_url)
+        self.bot = Bot(token=token, session=AiohttpSession(api=self.api))
+        self._http: aiohttp.ClientSession | None = None
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(build_router(handle))
 
@@ -148,6 +159,8 @@ class AiogramRuntime:
         return None
 
     async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
         await self.bot.session.close()
 
     async def get_me(self) -> dict[str, Any]:
@@ -155,16 +168,26 @@ class AiogramRuntime:
         return {"id": me.id, "username": me.username or ""}
 
     async def get_updates(self, offset: int | None, timeout: int) -> list[dict[str, Any]]:
+        """Raw getUpdates: Telegram's JSON is stored as sent, so one update aiogram cannot
+        parse (a newer Bot API field) never stops polling; it fails alone in the inbox."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        params: dict[str, Any] = {"timeout": timeout}
+        if offset is not None:
+            params["offset"] = offset
+        url = self.api.api_url(token=self.bot.token, method="getUpdates")
         try:
-            updates = await self.bot(
-                methods.GetUpdates(offset=offset, timeout=timeout), request_timeout=timeout + 10
-            )
-        except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as exc:
+            async with self._http.post(
+                url, json=params, timeout=aiohttp.ClientTimeout(total=timeout + 10)
+            ) as response:
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise TransientSendError(type(exc).__name__) from None
-        return [
-            u.model_dump(mode="json", exclude_none=True, by_alias=True, exclude_unset=True)
-            for u in updates
-        ]
+        if not isinstance(body, dict) or not body.get("ok"):
+            description = body.get("description", "") if isinstance(body, dict) else ""
+            raise TransientSendError(f"getUpdates refused: {description}"[:200])
+        result = body.get("result")
+        return [u for u in result if isinstance(u, dict)] if isinstance(result, list) else []
 
     async def feed(self, payload: dict[str, Any]) -> None:
         update = Update.model_validate(payload, context={"bot": self.bot})
@@ -175,7 +198,8 @@ class AiogramRuntime:
         if cls is None:
             raise PermanentSendError(f"unknown method {method}")
         try:
-            result = await self.bot(cls.model_validate(payload, context={"bot": self.bot}))
+            call = cls.model_validate(with_uploads(payload), context={"bot": self.bot})
+            result = await self.bot(call)
         except TelegramRetryAfter as exc:
             raise RetryAfter(float(exc.retry_after)) from None
         except (TelegramNetworkError, TelegramServerError) as exc:

@@ -100,6 +100,15 @@ async def mark_done(session: AsyncSession, update_id: int, now: datetime) -> Non
     )
 
 
+async def mark_unhandled_done(session: AsyncSession, update_id: int, now: datetime) -> None:
+    """Close an update that went through the runtime without reaching a handler."""
+    await session.execute(
+        update(Inbox)
+        .where(Inbox.update_id == update_id, Inbox.status == InboxStatus.PENDING.value)
+        .values(status=InboxStatus.DONE.value, done_at=now, locked_until=None)
+    )
+
+
 async def mark_failed(session: AsyncSession, update_id: int, now: datetime, error: str) -> None:
     await session.execute(
         update(Inbox)

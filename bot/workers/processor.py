@@ -38,8 +38,14 @@ class InboxProcessor(Worker):
     async def _handle(self, row: Inbox) -> None:
         try:
             await self.runtime.feed(row.payload)
-        except Exception as exc:
+        except Exception as exc:  # any failure is recorded, never lost
             await self._failed(row, exc)
+            return
+        # An update no handler takes (a member update, a channel post) is done too, or it
+        # would block its chat's queue forever.
+        async with self.services.uow() as uow:
+            await inbox.mark_unhandled_done(uow.session, row.update_id, uow.clock.now())
+            await uow.commit()
 
     async def _failed(self, row: Inbox, exc: Exception) -> None:
         max_attempts = self.services.settings.inbox_max_attempts

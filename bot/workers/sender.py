@@ -93,9 +93,12 @@ class OutboxSender(Worker):
             pending = Outbox.status == OutboxStatus.PENDING.value
             ordered = Outbox.method.not_in(UNORDERED)
             busy = select(Outbox.chat_id).where(pending, ordered, Outbox.locked_until > now)
+            # A message held back by quiet hours (never tried, not yet allowed) is not the
+            # chat's head: an urgent one written after it goes now. Retries keep their place.
+            held = (Outbox.attempts == 0) & (Outbox.not_before > now)
             heads = (
                 select(func.min(Outbox.id))
-                .where(pending, ordered)
+                .where(pending, ordered, ~held)
                 .group_by(Outbox.chat_id)
                 .having(~Outbox.chat_id.in_(busy))
             )

@@ -139,3 +139,17 @@ async def test_an_update_is_stored_before_it_is_acknowledged_and_acts_once(
         await tg.wait_idle()
     welcomes = [m for m in tg.messages(user.id) if "Welcome" in (m.get("text") or "")]
     assert len(welcomes) == 1
+
+
+async def test_updates_no_handler_takes_do_not_block_the_chat(harness: Harness) -> None:
+    """A member update (block, unblock) is closed in the inbox; the next message is answered."""
+    tg = harness.tg
+    async with harness.running():
+        user = tg.user(first_name="Moody")
+        await user.send("/help")
+        await tg.wait_for(user.id, "service desk bot")
+        await user.block()
+        await user.unblock()
+        await user.send("/help")
+        await tg.wait_for(user.id, "service desk bot")
+        assert not tg.internal_errors
