@@ -15,6 +15,7 @@ from bot.db.models import Invite, Organisation, Qualification, User
 from bot.i18n import locale_for
 from bot.services.errors import FieldError
 from bot.services.phones import BadPhone, normalise_phone
+from bot.services.roster import on_duty_at
 from bot.services.uow import UnitOfWork
 
 INVITE_PREFIX = "inv_"
@@ -190,7 +191,14 @@ async def staff_with_role(uow: UnitOfWork, *roles: Role) -> list[User]:
 
 
 async def supervisors_on_duty(uow: UnitOfWork) -> list[User]:
-    """The supervisor(s) on duty now; all supervisors when nobody is."""
+    """The supervisor(s) on duty now; all supervisors when nobody is.
+
+    The duty roster decides first (the holiday roster on holiday dates); without a shift
+    covering now, whoever holds duty by the last confirmed handover (``User.on_duty``).
+    """
+    rostered = await on_duty_at(uow, uow.clock.now())
+    if rostered:
+        return rostered
     supervisors = await staff_with_role(uow, Role.SUPERVISOR)
     on_duty = [s for s in supervisors if s.on_duty]
     return on_duty or supervisors
