@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import select, update
 
 from bot.core.enums import TimerStatus
 from bot.db.models import Timer
@@ -36,9 +37,30 @@ async def schedule(
 
 
 async def cancel(uow: UnitOfWork, *, subject: str, kinds: tuple[str, ...] = ()) -> int:
-    """Cancel pending timers of ``subject`` (only ``kinds`` when given); returns how many."""
+    """Cancel pending timers of ``subject`` (only ``kinds`` when given); returns how many.
+
+    An ORM update: Timer objects already in the session see the change too (the sweep relies
+    on it when an action cancels a timer of its own batch).
+    """
     stmt = update(Timer).where(Timer.subject == subject, Timer.status == TimerStatus.PENDING)
     if kinds:
         stmt = stmt.where(Timer.kind.in_(kinds))
     result = await uow.session.execute(stmt.values(status=TimerStatus.CANCELLED))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def pending(uow: UnitOfWork, *, subject: str, kind: str | None = None) -> list[Timer]:
+    """The pending timers of ``subject`` (of ``kind`` when given), soonest first."""
+    stmt = select(Timer).where(Timer.subject == subject, Timer.status == TimerStatus.PENDING)
+    if kind is not None:
+        stmt = stmt.where(Timer.kind == kind)
+    return list(await uow.session.scalars(stmt.order_by(Timer.due_at, Timer.id)))
+
+
+def next_cron(expression: str, tz: str, after: datetime) -> datetime:
+    """The first time strictly after ``after`` that the cron ``expression`` names in ``tz``."""
+    trigger = CronTrigger.from_crontab(expression, timezone=tz)
+    when: datetime | None = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    if when is None:  # pragma: no cover - a five-field cron expression always fires again
+        raise ValueError(f"cron expression {expression!r} never fires")
+    return when.astimezone(after.tzinfo)
