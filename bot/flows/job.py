@@ -18,6 +18,7 @@ from bot.core.callbacks import cb
 from bot.core.enums import DispatchStatus, Outcome, Priority, Role
 from bot.core.messages import Button, KeyButton, Msg
 from bot.db.models import Dispatch, User
+from bot.flows.customer import request_signoff
 from bot.flows.offers import alert_unassigned, dispatch_params, make_offer
 from bot.services import conversations, timers
 from bot.services import dispatches as svc
@@ -36,10 +37,18 @@ FLOW = "job"
 MAX_TEXT = 2000
 MAX_PHOTOS = 20
 MAX_PARTS = 30
+MAX_QUANTITY = 9999
 ETA_CHOICES = 4
 LIVE_ETA_EVERY = timedelta(minutes=5)
 
 REPORT_STEPS = ("outcome", "work", "parts", "photos", "extra", "confirm")
+EMPTY_DRAFT: dict[str, Any] = {
+    "outcome": None,
+    "work_done": "",
+    "parts": [],
+    "photos": [],
+    "extra_work": "",
+}
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -120,14 +129,19 @@ def _from_minute(value: int, like: datetime) -> datetime:
 
 
 def eta_choices(dispatch: Dispatch, now: datetime, *, late: bool) -> list[datetime]:
-    """Quick ETA buttons: quarter hours from now (or the window start), inside the window."""
-    start = now if late else max(now, dispatch.window_start)
-    first = start + timedelta(minutes=15)
-    first = first.replace(second=0, microsecond=0)
+    """Quick ETA buttons on quarter hours, the first at least 15 minutes from now.
+
+    Inside the window (from its start at the earliest); when late, the next three hours.
+    """
+    first = now + timedelta(minutes=15)
+    if not late:
+        first = max(first, dispatch.window_start)
+    if first.second or first.microsecond:
+        first = first.replace(second=0, microsecond=0) + timedelta(minutes=1)
     first += timedelta(minutes=(15 - first.minute % 15) % 15)
     step = timedelta(minutes=15 if late else 30)
     end = now + timedelta(hours=3) if late else dispatch.window_end
-    choices = []
+    choices: list[datetime] = []
     current = first
     while current <= end and len(choices) < ETA_CHOICES:
         choices.append(current)
@@ -137,7 +151,14 @@ def eta_choices(dispatch: Dispatch, now: datetime, *, late: bool) -> list[dateti
     return choices
 
 
-def check_eta(dispatch: Dispatch, eta: datetime, now: datetime, *, late: bool) -> None:
+def check_eta(
+    dispatch: Dispatch, eta: datetime, now: datetime, *, late: bool, tz: str = "UTC"
+) -> None:
+    """Refuse an ETA in the past, too far ahead, or (unless late) outside the window.
+
+    ``tz`` is the site's zone: the refusal shows the window in it (a button's answer has no
+    recipient zone to fall back on).
+    """
     if eta < now - timedelta(minutes=1):
         raise DomainError("err_eta_past")
     if late:
@@ -146,7 +167,10 @@ def check_eta(dispatch: Dispatch, eta: datetime, now: datetime, *, late: bool) -
         return
     if eta < dispatch.window_start or eta > dispatch.window_end:
         raise DomainError(
-            "err_eta_window", window_start=dispatch.window_start, window_end=dispatch.window_end
+            "err_eta_window",
+            window_start=dispatch.window_start,
+            window_end=dispatch.window_end,
+            tz=tz,
         )
 
 
@@ -177,11 +201,18 @@ def parse_time(text: str, dispatch: Dispatch, now: datetime, tz: str) -> datetim
     inside = [c for c in future if dispatch.window_start <= c <= dispatch.window_end]
     if inside:
         return inside[0]
-    return future[0] if future else candidates[-1]
+    # Otherwise the nearest such time: one that passed an hour ago is that time (refused as
+    # past), not the same time tomorrow (refused as outside the window, which confuses).
+    return min(candidates, key=lambda c: abs(c - now))
 
 
 def _late(dispatch: Dispatch) -> bool:
     return bool(dispatch.arrival.get("late"))
+
+
+def _late_now(dispatch: Dispatch, now: datetime) -> bool:
+    """Late: the arrival alert went out, or the window is over already."""
+    return _late(dispatch) or now > dispatch.window_end
 
 
 def _set(dispatch: Dispatch, attr: str, **values: Any) -> None:
@@ -230,10 +261,15 @@ async def prompt_contact(uow: UnitOfWork, engineer: User, dispatch: Dispatch) ->
     )
 
 
-async def ask_eta(uow: UnitOfWork, engineer: User, dispatch: Dispatch, mode: str) -> None:
-    """Quick ETA buttons (and typed times) — ``mode`` is contact, omw (on my way) or late."""
+async def ask_eta(
+    uow: UnitOfWork, engineer: User, dispatch: Dispatch, mode: str, *, enter: bool = True
+) -> None:
+    """Quick ETA buttons (and typed times) — ``mode`` is contact, omw (on my way) or late.
+
+    ``enter=False`` sends the buttons without making typed text an answer to them.
+    """
     now = uow.clock.now()
-    late = mode == "late"
+    late = mode == "late" or _late_now(dispatch, now)
     choices = eta_choices(dispatch, now, late=late)
     tz = await _tz(uow, dispatch)
     action = {"contact": "eta", "omw": "omw", "late": "leta"}[mode]
@@ -241,7 +277,8 @@ async def ask_eta(uow: UnitOfWork, engineer: User, dispatch: Dispatch, mode: str
         (Button.of("eta_at", cb("job", dispatch.id, action, _minute(c)), time=c, tz=tz),)
         for c in choices
     )
-    await conversations.enter(uow, engineer.id, FLOW, f"eta_{mode}", dispatch_id=dispatch.id)
+    if enter:
+        await conversations.enter(uow, engineer.id, FLOW, f"eta_{mode}", dispatch_id=dispatch.id)
     await uow.out.send(
         Msg(
             "job_ask_eta",
@@ -270,10 +307,12 @@ async def set_eta(
     """Record an ETA: confirms the contact, or starts the trip, or answers a late alert."""
     dispatch = await held_job(uow, engineer, dispatch_id)
     now = uow.clock.now()
+    tz = await _tz(uow, dispatch)
     subject = svc.subject(dispatch.id)
     if mode == "contact":
         require(dispatch, DispatchStatus.ACCEPTED)
-        check_eta(dispatch, eta, now, late=False)
+        late = _late_now(dispatch, now)
+        check_eta(dispatch, eta, now, late=late, tz=tz)
         dispatch.eta = eta
         dispatch.contacted_at = now
         await svc.record(
@@ -285,11 +324,16 @@ async def set_eta(
             eta=eta.isoformat(),
         )
         await timers.cancel(uow, subject=subject, kinds=(CONTACT_REMINDER, CONTACT_OVERDUE))
+        if late and not _late(dispatch):
+            # Contact confirmed after the window ended: the job is late from the start.
+            _set(dispatch, "arrival", late=True)
+            await svc.record(uow, dispatch, "late")
+            await alert_supervisors(uow, dispatch, "alert_late_arrival")
         await _arm_arrival(uow, dispatch)
         await notify_customer(uow, dispatch, "cust_contacted", eta=eta)
     elif mode == "omw":
         require(dispatch, DispatchStatus.CONTACTED, DispatchStatus.EN_ROUTE)
-        check_eta(dispatch, eta, now, late=_late(dispatch))
+        check_eta(dispatch, eta, now, late=_late_now(dispatch, now), tz=tz)
         dispatch.eta = eta
         await svc.record(
             uow,
@@ -302,7 +346,9 @@ async def set_eta(
         await notify_customer(uow, dispatch, "cust_on_the_way", eta=eta)
     elif mode == "late":
         require(dispatch, DispatchStatus.CONTACTED, DispatchStatus.EN_ROUTE)
-        check_eta(dispatch, eta, now, late=True)
+        if not _late_now(dispatch, now):
+            raise DomainError("err_stale_button")  # late ETAs answer a late alert only
+        check_eta(dispatch, eta, now, late=True, tz=tz)
         dispatch.eta = eta
         await svc.record(uow, dispatch, "new_eta", actor=engineer, eta=eta.isoformat())
         await notify_customer(uow, dispatch, "cust_new_eta", eta=eta)
@@ -314,6 +360,9 @@ async def set_eta(
 
 
 async def _arm_arrival(uow: UnitOfWork, dispatch: Dispatch) -> None:
+    """Reminder before the window ends, alert at its end (not again once the job is late)."""
+    if _late(dispatch):
+        return
     subject = svc.subject(dispatch.id)
     lead = uow.settings.arrival_reminder_lead
     now = uow.clock.now()
@@ -423,6 +472,7 @@ async def check_in(
         in_window=inside,
         verified=verified,
         auto=auto,
+        typed_address=typed_address or None,
     )
     await timers.cancel(
         uow, subject=svc.subject(dispatch.id), kinds=(ARRIVAL_REMINDER, ARRIVAL_OVERDUE)
@@ -464,8 +514,12 @@ async def location_shared(
     live: bool,
     edited: bool,
 ) -> None:
-    """A location from the engineer: a check-in, or a live location to follow."""
-    dispatch = await _travelling_job(uow, engineer, dispatch_id)
+    """A location from the engineer: a check-in, or a live location to follow.
+
+    Updates of a live location (``edited``) only concern the job that live location is
+    followed for, never another job that happens to be waiting.
+    """
+    dispatch = await _travelling_job(uow, engineer, dispatch_id, following=edited)
     if dispatch is None:
         if edited:
             return  # live updates after check-in or for no job: nothing to do, say nothing
@@ -480,8 +534,12 @@ async def location_shared(
         return
     distance = distance_m(latitude, longitude, site.latitude, site.longitude)
     if distance <= uow.settings.checkin_radius:
+        if edited and dispatch.arrival.get("no_auto"):
+            return  # the engineer undid a check-in here: wait until they leave or check in
         await check_in(uow, engineer, dispatch, latitude=latitude, longitude=longitude, auto=True)
         return
+    if dispatch.arrival.get("no_auto"):
+        _set(dispatch, "arrival", no_auto=False)  # left the site: automatic check-in again
     await _live_eta(uow, engineer, dispatch, distance, first=not edited)
 
 
@@ -519,16 +577,12 @@ async def _live_eta(
 
 
 async def _travelling_job(
-    uow: UnitOfWork, engineer: User, dispatch_id: int | None
+    uow: UnitOfWork, engineer: User, dispatch_id: int | None, *, following: bool = False
 ) -> Dispatch | None:
-    if dispatch_id is not None:
-        dispatch = await svc.get_dispatch(uow, dispatch_id)
-        if (
-            dispatch is not None
-            and dispatch.engineer_id == engineer.id
-            and dispatch.status in (DispatchStatus.CONTACTED, DispatchStatus.EN_ROUTE)
-        ):
-            return dispatch
+    """The job a location is about: the conversation's, else the only one on the way.
+
+    ``following``: only a job whose live location is being followed.
+    """
     rows = list(
         await uow.session.scalars(
             select(Dispatch)
@@ -541,6 +595,11 @@ async def _travelling_job(
             .order_by(Dispatch.window_start)
         )
     )
+    if following:
+        rows = [row for row in rows if row.arrival.get("live")]
+    for row in rows:
+        if row.id == dispatch_id:
+            return row
     return rows[0] if len(rows) == 1 else None
 
 
@@ -564,7 +623,13 @@ async def undo_check_in(uow: UnitOfWork, engineer: User, dispatch_id: int) -> No
     previous = DispatchStatus(str(dispatch.arrival.get("previous_status") or "en_route"))
     await svc.record(uow, dispatch, "checkin_undone", actor=engineer, to_status=previous)
     dispatch.arrived_at = None
-    dispatch.arrival = {"late": dispatch.arrival.get("late", False)}
+    # Still following the live location, but not checking in again at this same spot: the
+    # next update inside the radius would undo the undo.
+    dispatch.arrival = {
+        "late": dispatch.arrival.get("late", False),
+        "live": True,
+        "no_auto": True,
+    }
     dispatch.report = {}
     await _arm_arrival(uow, dispatch)
     await conversations.enter(uow, engineer.id, FLOW, "arrival", dispatch_id=dispatch.id)
@@ -596,7 +661,8 @@ async def prompt_report_step(uow: UnitOfWork, engineer: User, dispatch: Dispatch
     """Ask for the report step the draft is at (resumable)."""
     step = _draft_step(dispatch) or "outcome"
     await conversations.enter(uow, engineer.id, FLOW, f"report_{step}", dispatch_id=dispatch.id)
-    draft = _draft(dispatch)
+    # Every field present (templates are strict): no photos is an empty list, not a gap.
+    draft = {**EMPTY_DRAFT, **_draft(dispatch)}
     number = dispatch.number
     buttons: tuple[tuple[Button, ...], ...] | None = None
     if step == "outcome":
@@ -661,22 +727,27 @@ async def report_work(uow: UnitOfWork, engineer: User, dispatch_id: int, text: s
     await prompt_report_step(uow, engineer, dispatch)
 
 
-_PART = re.compile(r"^(.+?)\s*(?:[x×*]\s*(\d{1,4}))?\s*$", re.IGNORECASE)
+# "Relay x 2", "Relay x2", "Relay × 2", "Relay*2"; not "Bolt M8x20" (a size, quantity 1).
+_PART = re.compile(r"^(.*?)(?:\s+x|\s*[×*])\s*(-?\d+)$", re.IGNORECASE)
+_QUANTITY_ONLY = re.compile(r"^[x×*]?\s*-?\d+$", re.IGNORECASE)
 
 
 def parse_parts(text: str) -> list[dict[str, Any]]:
-    """One part a line: ``Compressor relay x 2`` (quantity 1 when omitted)."""
+    """One part a line: ``Compressor relay x 2`` (quantity 1 when omitted, 1–9999)."""
     parts = []
     for line in text.splitlines():
         line = line.strip().lstrip("-•").strip()
         if not line:
             continue
+        if _QUANTITY_ONLY.match(line):
+            raise DomainError("err_parts_format")  # a quantity without a name
         match = _PART.match(line)
         if match is None:
-            raise DomainError("err_parts_format")
-        name = match.group(1).strip()
-        quantity = int(match.group(2) or 1)
-        if not name or len(name) > 200 or quantity < 1:
+            name, quantity = line, 1
+        else:
+            digits = match.group(2)
+            name, quantity = match.group(1).strip(), int(digits) if len(digits) <= 6 else 0
+        if not name or len(name) > 200 or not 1 <= quantity <= MAX_QUANTITY:
             raise DomainError("err_parts_format")
         parts.append({"name": name, "quantity": quantity})
     if not parts:
@@ -713,6 +784,7 @@ async def report_photo(uow: UnitOfWork, engineer: User, dispatch_id: int, file_i
 
 async def report_photos_done(uow: UnitOfWork, engineer: User, dispatch_id: int) -> None:
     dispatch, draft = await _report_job(uow, engineer, dispatch_id, "photos")
+    draft.setdefault("photos", [])
     _save_draft(dispatch, draft, "extra")
     await prompt_report_step(uow, engineer, dispatch)
 
@@ -753,7 +825,9 @@ async def submit_report(uow: UnitOfWork, engineer: User, dispatch_id: int) -> Di
     await conversations.leave(uow, engineer.id, FLOW)
     follow_up = None
     if report["outcome"] in (Outcome.NEEDS_PARTS, Outcome.RETURN_VISIT):
-        follow_up = await create_follow_up(uow, engineer, dispatch, str(report["outcome"]))
+        follow_up = await create_follow_up(
+            uow, engineer, dispatch, str(report["outcome"]), offer=False
+        )
     await uow.out.send(
         Msg(
             "report_submitted",
@@ -761,17 +835,21 @@ async def submit_report(uow: UnitOfWork, engineer: User, dispatch_id: int) -> Di
             user_id=engineer.id,
         )
     )
+    if follow_up is not None:
+        await make_offer(uow, follow_up, engineer)  # after the confirmation that announces it
     if report.get("extra_work"):
         await notify_customer(uow, dispatch, "cust_extra_work", extra_work=report["extra_work"])
+    await request_signoff(uow, dispatch)  # step 6: the customer signs off (or on paper)
     return dispatch
 
 
 async def create_follow_up(
-    uow: UnitOfWork, engineer: User, parent: Dispatch, reason: str
+    uow: UnitOfWork, engineer: User, parent: Dispatch, reason: str, *, offer: bool = True
 ) -> Dispatch:
     """'Needs parts' or 'return visit': a linked dispatch offered to the same engineer.
 
     Its window is the same time of day on the next day; the back office can move it.
+    ``offer=False``: the caller makes the offer itself.
     """
     now = uow.clock.now()
     length = parent.window_end - parent.window_start
@@ -814,7 +892,8 @@ async def create_follow_up(
         reason=reason,
     )
     await svc.record(uow, parent, "follow_up_created", actor=engineer, child=child.number)
-    await make_offer(uow, child, engineer)
+    if offer:
+        await make_offer(uow, child, engineer)
     return child
 
 
@@ -986,7 +1065,11 @@ async def arrival_overdue(uow: UnitOfWork, dispatch_id: int) -> None:
                 priority=Priority.URGENT,
             )
         )
-        await ask_eta(uow, engineer, dispatch, "late")
+        # Typed text answers this ETA only if the engineer is not in the middle of something
+        # else (e.g. another job's report); the buttons work either way.
+        step = await conversations.current(uow, engineer.id)
+        free = step is None or (step.flow == FLOW and step.data.get("dispatch_id") == dispatch.id)
+        await ask_eta(uow, engineer, dispatch, "late", enter=free)
 
 
 # ---- supervisor actions on escalations ----------------------------------------------------------
@@ -1033,9 +1116,13 @@ async def reassign(uow: UnitOfWork, supervisor: User, dispatch_id: int) -> None:
     )
     dispatch.engineer_id = None
     dispatch.arrival = {}
+    dispatch.eta = None
+    dispatch.contacted_at = None
     await timers.cancel(uow, subject=svc.subject(dispatch.id), kinds=KINDS)
     if previous is not None:
-        await conversations.leave(uow, previous, FLOW)
+        step = await conversations.current(uow, previous)
+        if step is not None and step.flow == FLOW and step.data.get("dispatch_id") == dispatch.id:
+            await conversations.leave(uow, previous, FLOW)  # not their work on other jobs
         await uow.out.send(
             Msg("job_taken_away", {"number": dispatch.number}, user_id=previous, keyboard=())
         )

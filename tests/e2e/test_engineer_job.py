@@ -40,8 +40,11 @@ async def test_a_job_from_offer_to_awaiting_signoff(harness: Harness) -> None:
     chen = await join(harness, "Chen Jie")
 
     start = datetime.now(UTC) + timedelta(hours=1)
-    body = {**DISPATCH, "window_start": start.isoformat(),
-            "window_end": (start + timedelta(hours=2)).isoformat()}
+    body = {
+        **DISPATCH,
+        "window_start": start.isoformat(),
+        "window_end": (start + timedelta(hours=2)).isoformat(),
+    }
     async with harness.api() as api:
         created = (await api.post("/api/v1/dispatches", json=body)).json()
     number, job_id = created["number"], created["id"]
@@ -59,8 +62,9 @@ async def test_a_job_from_offer_to_awaiting_signoff(harness: Harness) -> None:
     assert withdrawn["message_id"] == bob_offer["message_id"]
     assert tg.buttons(withdrawn) == []
     late_press_mark = tg.mark(bob.id)
-    await bob.press_data(bob_offer["reply_markup"]["inline_keyboard"][0][0]["callback_data"],
-                         bob_offer["message_id"])
+    await bob.press_data(
+        bob_offer["reply_markup"]["inline_keyboard"][0][0]["callback_data"], bob_offer["message_id"]
+    )
     answer = await tg.wait_for_callback_answer(tg.updates[-1]["callback_query"]["id"])
     assert "no longer open" in (answer.text or "")
     assert len(tg.messages(bob.id)) == late_press_mark  # nothing else sent to Bob
@@ -120,11 +124,16 @@ async def test_a_job_from_offer_to_awaiting_signoff(harness: Harness) -> None:
     services = harness.bot.services
     async with services.uow() as uow:
         job = await uow.session.get(Dispatch, job_id)
-        kinds = list(await uow.session.scalars(
-            select(DispatchEvent.kind).where(DispatchEvent.dispatch_id == job_id)
-            .order_by(DispatchEvent.id)))
-        timers = list(await uow.session.scalars(
-            select(Timer).where(Timer.subject == f"dispatch:{job_id}")))
+        kinds = list(
+            await uow.session.scalars(
+                select(DispatchEvent.kind)
+                .where(DispatchEvent.dispatch_id == job_id)
+                .order_by(DispatchEvent.id)
+            )
+        )
+        timers = list(
+            await uow.session.scalars(select(Timer).where(Timer.subject == f"dispatch:{job_id}"))
+        )
         follow_up = await uow.session.scalar(select(Dispatch).where(Dispatch.parent_id == job_id))
     assert job is not None and job.status == "awaiting_signoff"
     assert job.report["final"]["outcome"] == "return_visit"
@@ -132,8 +141,15 @@ async def test_a_job_from_offer_to_awaiting_signoff(harness: Harness) -> None:
     assert job.arrival["in_window"] is False and job.arrival["distance_m"] < 500
     assert kinds[:4] == ["created", "offered", "declined", "offered"]
     assert kinds.count("offer_expired") == 1 and kinds.count("accepted") == 1
-    for kind in ("customer_contacted", "arrival_reminder_sent", "late", "new_eta", "arrived",
-                 "report_submitted", "follow_up_created"):
+    for kind in (
+        "customer_contacted",
+        "arrival_reminder_sent",
+        "late",
+        "new_eta",
+        "arrived",
+        "report_submitted",
+        "follow_up_created",
+    ):
         assert kinds.count(kind) == 1, kind
     fired = Counter(t.kind for t in timers if t.status == "done")
     assert fired == Counter({"offer_timeout": 1, "arrival_reminder": 1, "arrival_overdue": 1})
