@@ -263,3 +263,180 @@ def dispatch_import(file: Path, as_json: bool) -> None:
             f"{len(report.errors)} rejected"
         )
     sys.exit(1 if report.fatal or report.errors else 0)
+
+
+@main.group()
+def duty() -> None:
+    """The duty roster and the holiday calendar (DOMAIN.md §5)."""
+
+
+@duty.command("set")
+@click.option("--staff", "staff_no", required=True, help="Staff number of the supervisor (S0001)")
+@click.option("--from", "starts", required=True, help="Start, e.g. 2026-12-01T08:00 (TIMEZONE)")
+@click.option("--to", "ends", required=True, help="End, e.g. 2026-12-01T20:00")
+@click.option("--holiday", is_flag=True, help="A shift of the holiday roster")
+@click.option("--json", "as_json", is_flag=True)
+def duty_set(staff_no: str, starts: str, ends: str, holiday: bool, as_json: bool) -> None:
+    """Put a supervisor on duty from --from to --to."""
+    settings = _settings()
+    from bot.services import roster
+    from bot.services.errors import FieldError
+
+    async def body(services: Any) -> dict[str, Any]:
+        async with services.uow() as uow:
+            shift, created = await roster.add_shift(
+                uow, staff_no=staff_no, starts=starts, ends=ends, holiday=holiday
+            )
+            await uow.commit()
+            return {
+                "id": shift.id,
+                "created": created,
+                "staff": staff_no.upper(),
+                "from": shift.starts_at.isoformat(),
+                "to": shift.ends_at.isoformat(),
+                "holiday": shift.holiday,
+            }
+
+    try:
+        out = asyncio.run(_with_services(settings, body))
+    except FieldError as exc:
+        _fail_fields(exc.errors, as_json)
+        return
+    if as_json:
+        click.echo(json.dumps({"ok": True, **out}))
+    else:
+        kind = "holiday shift" if out["holiday"] else "shift"
+        verb = "added" if out["created"] else "already on the roster"
+        click.echo(f"{kind} #{out['id']} {out['staff']} {starts} – {ends} {verb}.")
+
+
+@duty.command("list")
+@click.option("--days", default=7, type=click.IntRange(1, 366), help="How far ahead")
+def duty_list(days: int) -> None:
+    """Shifts from now on, and the holidays ahead."""
+    settings = _settings()
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from bot.services import roster
+
+    zone = ZoneInfo(settings.timezone)
+
+    async def body(services: Any) -> list[str]:
+        async with services.uow() as uow:
+            now = uow.clock.now()
+            lines = []
+            for s in await roster.shifts(uow, since=now, until=now + timedelta(days=days)):
+                start = s.starts_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+                end = s.ends_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+                tag = " holiday" if s.holiday else ""
+                lines.append(f"#{s.id} {start} – {end} {s.staff_no} {s.name}{tag}")
+            for h in await roster.holidays(uow, since=roster.local_date(uow, now)):
+                lines.append(f"holiday {h.day.isoformat()} {h.name}".rstrip())
+            return lines
+
+    lines = asyncio.run(_with_services(settings, body))
+    click.echo("\n".join(lines) if lines else "no shifts planned")
+
+
+@duty.command("remove")
+@click.argument("shift_id", type=int)
+def duty_remove(shift_id: int) -> None:
+    """Take a shift off the roster."""
+    settings = _settings()
+    from bot.services import roster
+
+    async def body(services: Any) -> bool:
+        async with services.uow() as uow:
+            removed = await roster.remove_shift(uow, shift_id)
+            await uow.commit()
+            return removed
+
+    if not asyncio.run(_with_services(settings, body)):
+        click.echo(f"error: no shift #{shift_id}", err=True)
+        sys.exit(1)
+    click.echo(f"shift #{shift_id} removed.")
+
+
+@duty.command("holiday")
+@click.argument("day")
+@click.option("--name", default="", help="e.g. National Day")
+@click.option("--remove", is_flag=True, help="Take the date off the holiday calendar")
+def duty_holiday(day: str, name: str, remove: bool) -> None:
+    """Add a date (2026-10-01) to the holiday calendar: that day uses the holiday roster."""
+    settings = _settings()
+    from bot.services import roster
+    from bot.services.errors import FieldError
+
+    async def body(services: Any) -> str:
+        async with services.uow() as uow:
+            if remove:
+                done = await roster.remove_holiday(uow, day)
+                await uow.commit()
+                return (
+                    f"{day} removed from the holiday calendar."
+                    if done
+                    else f"{day}: no such holiday."
+                )
+            _, created = await roster.add_holiday(uow, day=day, name=name)
+            await uow.commit()
+            return f"{day} {'added to' if created else 'already in'} the holiday calendar."
+
+    try:
+        click.echo(asyncio.run(_with_services(settings, body)))
+    except FieldError as exc:
+        _fail_fields(exc.errors, False)
+
+
+@main.group()
+def report() -> None:
+    """Reports: the daily digest, the weekly report, the monthly supervision report."""
+
+
+@report.command("show")
+@click.argument("kind", type=click.Choice(["daily", "weekly", "monthly"]))
+@click.argument("period", default="")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--locale", default="en", type=click.Choice(["en", "zh_Hans"]))
+def report_show(kind: str, period: str, csv_path: Path | None, locale: str) -> None:
+    """Print a report (PERIOD: 2026-11-30, 2026-W48, 2026-11; default as scheduled)."""
+    settings = _settings()
+    from bot.flows import reports
+    from bot.services.errors import DomainError
+
+    async def body(services: Any) -> tuple[str, list[list[object]]]:
+        async with services.uow() as uow:
+            when = reports.parse_period(kind, period, uow.clock.now(), settings.timezone)
+            figures = await reports.gather(uow, when)
+            text = reports.render_text(uow, figures, locale, settings.timezone)
+            return text, reports.csv_rows(uow, figures, locale, settings.timezone)
+
+    try:
+        text, rows = asyncio.run(_with_services(settings, body))
+    except DomainError as exc:
+        click.echo(f"error: period: {period!r} is not a {kind} period ({exc.template})", err=True)
+        sys.exit(1)
+    click.echo(text)
+    if csv_path is not None:
+        from bot.services.report_files import csv_bytes
+
+        csv_path.write_bytes(csv_bytes(rows))
+        click.echo(f"CSV written to {csv_path}")
+
+
+@report.command("send")
+@click.argument("kind", type=click.Choice(["daily", "weekly", "monthly"]))
+def report_send(kind: str) -> None:
+    """Send the scheduled report now (once per period: a second send does nothing)."""
+    settings = _settings()
+    from bot.flows import reports
+
+    sent = asyncio.run(_with_services(settings, lambda s: reports.run_scheduled(s, kind)))
+    click.echo(
+        f"{kind} report queued." if sent else f"{kind} report for this period was already sent."
+    )
+
+
+from bot.cli_calendar import calendar  # noqa: E402  (area: complaints)
+
+main.add_command(calendar)

@@ -24,7 +24,7 @@ class SettingsError(Exception):
 
 def _parse_quiet_hours(value: object) -> tuple[time, time] | None:
     if value is None or isinstance(value, tuple):
-        return value  # type: ignore[return-value]
+        return value
     text = str(value).strip()
     if text.lower() in {"", "off", "none"}:
         return None
@@ -35,6 +35,32 @@ def _parse_quiet_hours(value: object) -> tuple[time, time] | None:
     if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
         raise ValueError("quiet hours must be valid times of day")
     return time(h1, m1), time(h2, m2)
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _parse_cron(value: object) -> str:
+    """A crontab line (``30 8 * * *``); ``off`` disables. Day-of-week numbers are crontab's
+    (0 or 7 = Sunday), turned into names because APScheduler counts from Monday."""
+    text = " ".join(str(value or "").split())
+    if text.lower() in {"", "off", "none"}:
+        return ""
+    fields = text.split(" ")
+    if len(fields) != 5:
+        raise ValueError("write a crontab line with 5 fields, for example 30 8 * * *, or off")
+    fields[4] = re.sub(r"(?<![/\d])\d+", lambda m: _DAYS[int(m.group()) % 7], fields[4].lower())
+    text = " ".join(fields)
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(text, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"not a crontab line ({exc})") from None
+    return text
+
+
+Cron = Annotated[str, BeforeValidator(_parse_cron)]
 
 
 class Settings(BaseSettings):
@@ -71,6 +97,9 @@ class Settings(BaseSettings):
     signoff_reminder: Duration = timedelta(hours=2)
     signoff_escalation: Duration = timedelta(hours=24)
     followup_delay: Duration = timedelta(days=1)
+    followup_monthly_months: int = Field(default=12, ge=0, le=1200)
+    followup_later_months: int = Field(default=3, ge=1, le=120)
+    outreach_cron: Cron = "0 10 1 12 *"
     complaint_response_sla: Duration = timedelta(minutes=30)
     complaint_resolution_sla: Duration = timedelta(hours=24)
     complaint_urgent_resolution_sla: Duration = timedelta(hours=4)
@@ -81,9 +110,15 @@ class Settings(BaseSettings):
         time(8, 0),
     )
 
+    # Reports (cron lines in TIMEZONE)
+    report_daily_cron: Cron = "30 8 * * *"
+    report_weekly_cron: Cron = "0 16 * * fri"
+    report_monthly_cron: Cron = "0 9 1 * *"
+
     # Machinery
     scheduler_interval: Duration = timedelta(seconds=1)
     timer_max_attempts: int = Field(default=5, ge=1)
+    timer_retry_backoff: Duration = timedelta(seconds=10)
     inbox_max_attempts: int = Field(default=3, ge=1)
     send_global_rate: float = Field(default=30.0, gt=0)
     send_chat_rate: float = Field(default=1.0, gt=0)

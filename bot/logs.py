@@ -47,3 +47,6 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("aiogram.event", "httpx", "apscheduler", "uvicorn.access", "telegram.ext"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # SQL parameters carry addresses and names: never log them, whatever LOG_LEVEL says.
+    for sql in ("aiosqlite", "sqlalchemy", "asyncpg"):
+        logging.getLogger(sql).setLevel(max(logging.INFO, root.level))

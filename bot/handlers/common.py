@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.core.callbacks import Callback
 from bot.core.enums import Role
-from bot.flows import onboarding
+from bot.flows import customer, onboarding
 from bot.handlers.access import ANYONE
 from bot.handlers.context import Ctx
 from bot.handlers.registry import (
@@ -31,8 +31,8 @@ async def cmd_start(ctx: Ctx) -> None:
                 return
         await ctx.reply("invite_unknown")
         return
-    if ctx.actor is None:
-        await ctx.reply("welcome_stranger")
+    if ctx.actor is None:  # a customer shares their phone (button) to find their jobs
+        await customer.greet_stranger(ctx.uow, chat_id=ctx.event.chat_id, locale=ctx.locale)
         return
     await onboarding.greet_known(ctx.uow, ctx.actor)
 

@@ -6,7 +6,11 @@ import logging
 import secrets
 
 import bot.handlers.common
-import bot.handlers.engineer  # noqa: F401  (each handler module adds its routes)
+import bot.handlers.complaints  # area: complaints
+import bot.handlers.customer  # area: customer
+import bot.handlers.engineer
+import bot.handlers.followups  # area: time
+import bot.handlers.supervision  # noqa: F401  (each handler module adds its routes)
 from bot.core.callbacks import unpack
 from bot.core.events import Event, Kind
 from bot.handlers.context import Ctx
