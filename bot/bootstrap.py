@@ -83,6 +83,7 @@ class FieldBot:
     settings: Settings
     clock: Clock | None = None
     serve_http: bool = True
+    receive_updates: bool = True  # False when mounted into a team's own aiogram/PTB bot
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,10 @@ class FieldBot:
         self.sweep_lock = asyncio.Lock()
         self.scheduler = build_scheduler(self.services, lock=self.sweep_lock)
         self.http_server: uvicorn.Server | None = None
+
+    async def on_event(self, event: Event) -> None:
+        """Handle one of our events (what a mounted aiogram router / PTB handler calls)."""
+        await handle(self.services, event)
 
     @property
     def http_url(self) -> str:
@@ -148,7 +153,9 @@ class FieldBot:
             org = await organisation(uow)
             org.settings = {**org.settings, "bot_username": me.get("username", "")}
             await uow.commit()
-        if self.settings.webhook_url:
+        if not self.receive_updates:
+            pass  # the host bot's Dispatcher/Application feeds our handlers (see README)
+        elif self.settings.webhook_url:
             await self.runtime.set_webhook(
                 self.settings.webhook_url + "/telegram/webhook", self.settings.webhook_secret
             )
