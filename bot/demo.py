@@ -50,7 +50,7 @@ async def _join(
 
 
 async def run_demo(*, out: Callable[[str], None] = print) -> int:
-    """Walk one job from dispatch to awaiting sign-off; returns a process exit code."""
+    """Walk one job from dispatch to sign-off and feedback; returns a process exit code."""
     folder = Path(tempfile.mkdtemp(prefix="fieldbot-demo-"))
     async with FakeTelegram(bot_username="fieldbot_demo_bot") as tg:
         settings = load_settings(
@@ -78,13 +78,14 @@ async def run_demo(*, out: Callable[[str], None] = print) -> int:
             unsubscribe()
             await bot.stop()
     out("")
-    out("Demo finished: the job went from dispatch to awaiting the customer's sign-off.")
+    out("Demo finished: the job went from dispatch to the customer's sign-off and rating.")
     out("Run it against real Telegram with: BOT_TOKEN=... uv run fieldbot run")
     return 0
 
 
 async def _walk(tg: FakeTelegram, bot: FieldBot, out: Callable[[str], None]) -> None:
     zhou = tg.user(first_name="Zhou", language_code="en")
+    lina = tg.user(first_name="Li Na", language_code="en", phone_number="8613800138000")
     wang = tg.user(first_name="Wang", language_code="zh-hans")
     chen = tg.user(first_name="Chen", language_code="en")
 
@@ -115,6 +116,12 @@ async def _walk(tg: FakeTelegram, bot: FieldBot, out: Callable[[str], None]) -> 
         created = (await api.post("/api/v1/dispatches", json=body)).json()
     out(f"   POST /api/v1/dispatches → {created['number']} ({created['status']})")
     number = created["number"]
+
+    _say(out, "The customer shares her phone number and follows her job")
+    await lina.send("/start")
+    await tg.wait_for(lina.id, "share your phone number")
+    await lina.tap("📱 Share my phone number")
+    await tg.wait_for(lina.id, "You now follow")
 
     _say(out, "The first engineer declines (too far away); the job moves on")
     await tg.wait_for(wang.id, number)
@@ -155,6 +162,16 @@ async def _walk(tg: FakeTelegram, bot: FieldBot, out: Callable[[str], None]) -> 
     await tg.wait_for(chen.id, "check the report")
     await chen.press("📨 Submit the report")
     await tg.wait_for(chen.id, "submitted")
+
+    _say(out, "The customer signs the work order in her chat, gets the PDF and rates the job")
+    order = await tg.wait_for(lina.id, "Please check the work order", timeout=15)
+    await lina.press("✅ Confirm", order)
+    await tg.wait_for(lina.id, lambda m: "document" in m, timeout=60)
+    rating = await tg.wait_for(lina.id, "How was the service", timeout=15)
+    await lina.press("5 ⭐", rating)
+    await tg.wait_for(lina.id, "add a comment")
+    await lina.send("Quick and tidy, thank you!")
+    await tg.wait_for(lina.id, "Thank you for your feedback")
     await tg.wait_idle(quiet=0.3)
 
 

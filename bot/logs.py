@@ -45,8 +45,10 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiogram.event", "httpx", "apscheduler", "uvicorn.access", "telegram.ext"):
+    for noisy in ("aiogram.event", "httpx", "uvicorn.access", "telegram.ext"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A sweep tick skipped while the previous one still runs is expected, not news.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     # SQL parameters carry addresses and names: never log them, whatever LOG_LEVEL says.
     for sql in ("aiosqlite", "sqlalchemy", "asyncpg"):
         logging.getLogger(sql).setLevel(max(logging.INFO, root.level))
