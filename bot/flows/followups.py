@@ -430,36 +430,19 @@ async def request_repair(uow: UnitOfWork, user: User, followup: FollowUp, text: 
     parent = await svc.get_dispatch(uow, followup.dispatch_id) if followup.dispatch_id else None
     if parent is None:
         raise DomainError("err_stale_button")
-    now = uow.clock.now()
-    length = parent.window_end - parent.window_start
-    earliest = now + timedelta(days=1)
+    earliest = uow.clock.now() + timedelta(days=1)
     start = parent.window_start
     if start < earliest:
         start += timedelta(days=-((start - earliest) // timedelta(days=1)))
-    child = Dispatch(
-        number="",
-        customer_id=parent.customer_id,
-        site_id=parent.site_id,
-        contact_name=parent.contact_name,
-        contact_phone=parent.contact_phone,
-        equipment_model=parent.equipment_model,
-        quantity=parent.quantity,
-        serials=list(parent.serials),
+    child = await svc.create_linked_dispatch(
+        uow,
+        parent,
+        window_start=start,
+        source="followup",
         service_type=ServiceType.REPAIR.value,
         description=text,
-        window_start=start,
-        window_end=start + length,
-        status=DispatchStatus.NEW.value,
         customer_user_id=user.id,
-        parent_id=parent.id,
-        source="followup",
-        arrival={},
-        report={},
-        created_at=now,
     )
-    uow.session.add(child)
-    await uow.session.flush()
-    child.number = f"FB{child.id:06d}"
     await svc.record(uow, child, "created", actor=user, source="followup", parent=parent.number)
     await svc.record(uow, parent, "repair_requested", actor=user, child=child.number)
     await start_offering(uow, child)

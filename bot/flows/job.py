@@ -852,36 +852,18 @@ async def create_follow_up(
     ``offer=False``: the caller makes the offer itself.
     """
     now = uow.clock.now()
-    length = parent.window_end - parent.window_start
     start = parent.window_start + timedelta(days=1)
     while start < now:
         start += timedelta(days=1)
-    child = Dispatch(
-        number="",
-        customer_id=parent.customer_id,
-        site_id=parent.site_id,
-        contact_name=parent.contact_name,
-        contact_phone=parent.contact_phone,
-        equipment_model=parent.equipment_model,
-        quantity=parent.quantity,
-        serials=list(parent.serials),
-        service_type=parent.service_type,
-        description=None,
+    child = await svc.create_linked_dispatch(
+        uow,
+        parent,
         window_start=start,
-        window_end=start + length,
-        status=DispatchStatus.NEW.value,
+        source="follow_up",
         requested_engineer_id=engineer.id,
         customer_user_id=parent.customer_user_id,
-        parent_id=parent.id,
-        source="follow_up",
-        arrival={},
-        report={},
-        created_at=now,
         created_by=engineer.id,
     )
-    uow.session.add(child)
-    await uow.session.flush()
-    child.number = f"FB{child.id:06d}"
     await svc.record(
         uow,
         child,

@@ -183,9 +183,58 @@ async def create_dispatch(
     )
     uow.session.add(dispatch)
     await uow.session.flush()
-    dispatch.number = f"FB{dispatch.id:06d}"
+    dispatch.number = job_number(dispatch.id)
     await record(uow, dispatch, "created", actor=created_by, source=source)
     return dispatch
+
+
+def job_number(dispatch_id: int) -> str:
+    return f"FB{dispatch_id:06d}"
+
+
+async def create_linked_dispatch(
+    uow: UnitOfWork,
+    parent: Dispatch,
+    *,
+    window_start: datetime,
+    source: str,
+    service_type: str | None = None,
+    description: str | None = None,
+    requested_engineer_id: int | None = None,
+    customer_user_id: int | None = None,
+    created_by: int | None = None,
+) -> Dispatch:
+    """A new job for the same customer, site and equipment as ``parent``, linked to it.
+
+    The window keeps the parent's length; the history of both jobs records the link.
+    """
+    child = Dispatch(
+        number="",
+        customer_id=parent.customer_id,
+        site_id=parent.site_id,
+        contact_name=parent.contact_name,
+        contact_phone=parent.contact_phone,
+        equipment_model=parent.equipment_model,
+        quantity=parent.quantity,
+        serials=list(parent.serials),
+        service_type=service_type or parent.service_type,
+        description=description,
+        window_start=window_start,
+        window_end=window_start + (parent.window_end - parent.window_start),
+        status=DispatchStatus.NEW.value,
+        requested_engineer_id=requested_engineer_id,
+        customer_user_id=customer_user_id,
+        parent_id=parent.id,
+        source=source,
+        arrival={},
+        report={},
+        created_at=uow.clock.now(),
+        created_by=created_by,
+    )
+    uow.session.add(child)
+    await uow.session.flush()
+    child.number = job_number(child.id)
+    return child
 
 
 async def get_dispatch(uow: UnitOfWork, dispatch_id: int, *, lock: bool = False) -> Dispatch | None:
