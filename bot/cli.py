@@ -440,3 +440,48 @@ def report_send(kind: str) -> None:
 from bot.cli_calendar import calendar  # noqa: E402  (area: complaints)
 
 main.add_command(calendar)
+
+
+@main.group()
+def org() -> None:
+    """The organisation's own settings."""
+
+
+@org.command("set")
+@click.option("--name", default=None, help="The company's name.")
+@click.option(
+    "--supervisors-chat",
+    "supervisors_chat",
+    default=None,
+    help="Telegram id of the supervisors' group chat (complaint alerts go there); 'none' clears.",
+)
+def org_set(name: str | None, supervisors_chat: str | None) -> None:
+    """Set the company's name or the supervisors' group chat."""
+    settings = _settings()
+    from bot.services.staff import organisation
+
+    chat_id: int | None = None
+    if supervisors_chat is not None and supervisors_chat.lower() != "none":
+        try:
+            chat_id = int(supervisors_chat)
+        except ValueError:
+            click.echo(
+                "error: --supervisors-chat: a Telegram chat id is a number, such as -1001234567890",
+                err=True,
+            )
+            sys.exit(1)
+
+    async def body(services: Any) -> dict[str, Any]:
+        async with services.uow() as uow:
+            current = await organisation(uow)
+            if name is not None:
+                if not name.strip() or len(name) > 200:
+                    raise click.BadParameter("must be 1 to 200 characters", param_hint="--name")
+                current.name = name.strip()
+            if supervisors_chat is not None:
+                current.supervisors_chat_id = chat_id
+            await uow.commit()
+            return {"name": current.name, "supervisors_chat": current.supervisors_chat_id}
+
+    out = asyncio.run(_with_services(settings, body))
+    click.echo(f"organisation: {out['name']}; supervisors' chat: {out['supervisors_chat']}")

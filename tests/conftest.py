@@ -19,6 +19,7 @@ from bot.db.models import Base, Outbox
 from bot.services.context import Services
 
 PG_URL = os.environ.get("FIELDBOT_TEST_DATABASE_URL", "")
+_PG_BUILT: set[str] = set()  # PostgreSQL URLs whose schema this process built
 
 
 async def reset_database(url: str, *, migrations: bool = False) -> None:
@@ -29,7 +30,14 @@ async def reset_database(url: str, *, migrations: bool = False) -> None:
     """
     engine = make_engine(url)
     try:
+        if url.startswith("postgresql") and not migrations and url in _PG_BUILT:
+            # The schema is already current in this process: emptying it is much faster.
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            async with engine.begin() as conn:
+                await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            return
         if url.startswith("postgresql"):
+            _PG_BUILT.add(url)
             async with engine.begin() as conn:
                 await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
                 await conn.execute(text("CREATE SCHEMA public"))

@@ -113,3 +113,18 @@ def test_run_without_a_token_points_to_the_demo(tmp_path, monkeypatch) -> None:
 
 async def test_invite_ttl_is_a_setting(make_settings) -> None:
     assert make_settings(invite_ttl="2h").invite_ttl == timedelta(hours=2)
+
+
+def test_org_set_configures_the_supervisors_chat(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/org.db")
+    runner = CliRunner()
+    done = runner.invoke(
+        cli, ["org", "set", "--name", "Acme Service", "--supervisors-chat", "-1001234567890"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "Acme Service" in done.output and "-1001234567890" in done.output
+    bad = runner.invoke(cli, ["org", "set", "--supervisors-chat", "the group"])
+    assert bad.exit_code == 1 and "is a number" in bad.output
+    cleared = runner.invoke(cli, ["org", "set", "--supervisors-chat", "none"])
+    assert "supervisors' chat: None" in cleared.output
