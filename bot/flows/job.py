@@ -478,9 +478,6 @@ async def check_in(
         uow, subject=svc.subject(dispatch.id), kinds=(ARRIVAL_REMINDER, ARRIVAL_OVERDUE)
     )
     tz = await _tz(uow, dispatch)
-    buttons = None
-    if auto:
-        buttons = ((Button.of("undo_checkin", cb("job", dispatch.id, "undo")),),)
     await uow.out.send(
         Msg(
             "job_checked_in",
@@ -496,10 +493,18 @@ async def check_in(
                 "auto": auto,
             },
             user_id=engineer.id,
-            buttons=buttons,
-            keyboard=(),
+            keyboard=(),  # the location keyboard has done its job
         )
     )
+    if auto:  # a message carries one keyboard: the undo button comes in its own message
+        await uow.out.send(
+            Msg(
+                "job_undo_offer",
+                {"number": dispatch.number},
+                user_id=engineer.id,
+                buttons=((Button.of("undo_checkin", cb("job", dispatch.id, "undo")),),),
+            )
+        )
     await notify_customer(uow, dispatch, "cust_arrived")
     await start_report(uow, engineer, dispatch)
 
@@ -634,6 +639,7 @@ async def undo_check_in(uow: UnitOfWork, engineer: User, dispatch_id: int) -> No
     await _arm_arrival(uow, dispatch)
     await conversations.enter(uow, engineer.id, FLOW, "arrival", dispatch_id=dispatch.id)
     await uow.out.send(Msg("job_checkin_undone", {"number": dispatch.number}, user_id=engineer.id))
+    await notify_customer(uow, dispatch, "cust_arrival_undone")
     await prompt_arrival(uow, engineer, dispatch)
 
 

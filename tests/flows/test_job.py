@@ -835,7 +835,9 @@ async def test_live_location_follows_the_trip_then_checks_in_automatically(servi
     assert d.status == "on_site" and d.arrival["auto"] is True
     assert d.arrival["previous_status"] == "en_route"
     checked = one_with(await messages(services, ENG, since), "checked in automatically at 10:56")
-    assert buttons(checked) == [f"job:{job.id}:undo"]
+    assert checked.payload["reply_markup"] == {"remove_keyboard": True}
+    undo = one_with(await messages(services, ENG, since), "Undo it here")
+    assert buttons(undo) == [f"job:{job.id}:undo"]
     arrived = await event(services, job, "arrived")
     assert arrived.data["auto"] is True and (arrived.latitude, arrived.longitude) == NEAR
     # later updates of the same live location do nothing
@@ -870,6 +872,8 @@ async def test_undo_an_automatic_check_in(services, clock) -> None:
     assert set(await pending(services, job)) == {"arrival_reminder", "arrival_overdue"}
     sent = await texts(services, ENG, since)
     assert "Check-in for job FB000001 undone." in sent[0]
+    told = await texts(services, CUST, since)
+    assert any("has not arrived yet" in text for text in told)  # the customer is corrected
     assert await conversation(services, job.engineer_id) == ("job", "arrival", job.id)
     # the live location still at the site does not check in again at once...
     clock.advance(timedelta(minutes=1))
