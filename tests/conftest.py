@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from bot.core.clock import FakeClock
 from bot.db import migrate
 from bot.db.engine import make_engine
 from bot.db.models import Base, Outbox
+from bot.i18n import Renderer
 from bot.services.context import Services
 
 PG_URL = os.environ.get("FIELDBOT_TEST_DATABASE_URL", "")
@@ -90,10 +92,32 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+_TEMPLATE_DB: list[Path] = []
+_RENDERER = Renderer()  # templates compiled once for the whole run
+
+
+def _copy_database(source: Path, target: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+
+
 @pytest.fixture
-async def services(make_settings: Any, clock: FakeClock, db_url: str) -> AsyncIterator[Services]:
-    await reset_database(db_url)
+async def services(
+    make_settings: Any, clock: FakeClock, db_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Services]:
+    """Services on a fresh database: on SQLite a copy of one built once, else emptied."""
+    prefix = "sqlite+aiosqlite:///"
+    if db_url.startswith(prefix):
+        if not _TEMPLATE_DB:
+            template = tmp_path_factory.mktemp("schema") / "template.db"
+            await reset_database(f"{prefix}{template}")
+            _TEMPLATE_DB.append(template)
+        _copy_database(_TEMPLATE_DB[0], db_url.removeprefix(prefix))
+    else:
+        await reset_database(db_url)
     svc = build_services(make_settings(), clock=clock)
+    svc.renderer = _RENDERER
     yield svc
     await svc.sessionmaker.kw["bind"].dispose()
 

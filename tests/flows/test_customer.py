@@ -12,10 +12,7 @@ import base64
 import hashlib
 import io
 import logging
-import shutil
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,18 +20,16 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from bot.bootstrap import build_services
 from bot.core.events import Kind
 from bot.db.models import Conversation, Dispatch, DispatchEvent, Offer, Outbox, Timer, User
 from bot.db.models.complaints import Complaint
 from bot.db.models.customer import Feedback, SignOff, WorkOrderPdf
 from bot.db.models.followups import FollowUp
-from bot.i18n import Renderer
 from bot.scheduler.sweep import sweep
 from bot.services.context import Services
 from bot.services.customers import customer_link
 from bot.services.staff import Redeem, add_staff, redeem_invite
-from tests.conftest import outbox_rows, reset_database
+from tests.conftest import outbox_rows
 from tests.helpers import new_dispatch, press, say, send_kind
 
 ENG, ENG2, SUP, CUST, CUST2 = 11, 12, 21, 7001, 7002
@@ -45,37 +40,6 @@ NEAR = (31.2310, 121.4740)
 
 def local(hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 11, 30, hour, minute, tzinfo=SHANGHAI)
-
-
-# ---- a fast `services`: the schema built once and copied; templates compiled once ---------------
-
-_TEMPLATE_DB: list[Path] = []
-_RENDERER = Renderer()
-
-
-def _copy_database(source: Path, target: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{source}{suffix}").exists():
-            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
-
-
-@pytest.fixture
-async def services(
-    make_settings: Any, clock: Any, db_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Services]:
-    prefix = "sqlite+aiosqlite:///"
-    if db_url.startswith(prefix):
-        if not _TEMPLATE_DB:
-            template = tmp_path_factory.mktemp("customer-flow") / "template.db"
-            await reset_database(f"{prefix}{template}")
-            _TEMPLATE_DB.append(template)
-        _copy_database(_TEMPLATE_DB[0], db_url.removeprefix(prefix))
-    else:
-        await reset_database(db_url)
-    svc = build_services(make_settings(), clock=clock)
-    svc.renderer = _RENDERER
-    yield svc
-    await svc.sessionmaker.kw["bind"].dispose()
 
 
 # ---- reading ----------------------------------------------------------------------------------

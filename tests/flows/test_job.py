@@ -6,11 +6,8 @@ time zone); the default window is 11:00–14:00 local (03:00–06:00 UTC).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,12 +19,11 @@ from bot.core.enums import DispatchStatus
 from bot.core.events import Kind
 from bot.db.models import Conversation, Dispatch, DispatchEvent, Offer, Outbox, Timer, User
 from bot.flows.job import parse_parts, parse_time
-from bot.i18n import Renderer
 from bot.scheduler.sweep import sweep
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.staff import Redeem, redeem_invite
-from tests.conftest import outbox_rows, reset_database
+from tests.conftest import outbox_rows
 from tests.helpers import new_dispatch, new_staff, onboard, press, say, send_kind
 
 ENG, OTHER, SUP, CUST = 11, 12, 21, 7001
@@ -46,38 +42,6 @@ def minute_of(moment: datetime) -> int:
 
 def from_minute(value: int | str) -> datetime:
     return datetime.fromtimestamp(int(value) * 60, tz=SHANGHAI)
-
-
-# ---- a faster `services`: migrate once and copy the file; compile the templates once -------
-
-_TEMPLATE_DB: list[Path] = []
-_RENDERER = Renderer()
-
-
-def _copy_database(source: Path, target: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        if Path(f"{source}{suffix}").exists():
-            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
-
-
-@pytest.fixture
-async def services(
-    make_settings: Any, clock: Any, db_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Services]:
-    """Like conftest's, but a fresh SQLite database is a copy of one migrated once."""
-    prefix = "sqlite+aiosqlite:///"
-    if db_url.startswith(prefix):
-        if not _TEMPLATE_DB:
-            template = tmp_path_factory.mktemp("job-flow") / "template.db"
-            await reset_database(f"{prefix}{template}")
-            _TEMPLATE_DB.append(template)
-        _copy_database(_TEMPLATE_DB[0], db_url.removeprefix(prefix))
-    else:
-        await reset_database(db_url)
-    svc = build_services(make_settings(), clock=clock)
-    svc.renderer = _RENDERER
-    yield svc
-    await svc.sessionmaker.kw["bind"].dispose()
 
 
 @dataclass
