@@ -65,15 +65,18 @@ class OutboxSender(Worker):
         services: Services,
         runtime: Runtime,
         *,
-        batch: int = 50,
+        batch: int | None = None,
         on_permanent_failure: Callable[[Outbox, str], object] | None = None,
     ) -> None:
         super().__init__()
         self.services = services
         self.runtime = runtime
-        self.batch = batch
+        # About a fifth of a second's worth per round: an urgent message written meanwhile
+        # waits for at most that, not for a long batch of bulk follow-ups.
+        self.batch = batch or max(1, int(services.settings.send_global_rate / 5))
         settings = services.settings
-        self.global_bucket = TokenBucket(settings.send_global_rate, settings.send_global_rate)
+        # No saved-up burst overall: evenly spaced sends never trip Telegram's 30/s window.
+        self.global_bucket = TokenBucket(settings.send_global_rate, 1)
         self.chat_buckets: dict[int, TokenBucket] = {}
         self.on_permanent_failure = on_permanent_failure
 
