@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from bot.core.callbacks import cb
-from bot.core.enums import DispatchStatus, Outcome, Priority, Role
+from bot.core.enums import DispatchStatus, Outcome, Priority
 from bot.core.messages import Button, KeyButton, Msg
 from bot.db.models import Dispatch, User
 from bot.flows.customer import request_signoff
@@ -1115,7 +1115,3 @@ async def reassign(uow: UnitOfWork, supervisor: User, dispatch_id: int) -> None:
             Msg("job_taken_away", {"number": dispatch.number}, user_id=previous, keyboard=())
         )
     await alert_unassigned(uow, dispatch)
-
-
-def is_supervising(user: User) -> bool:
-    return Role(user.role) in (Role.SUPERVISOR, Role.MANAGER, Role.DISPATCHER)

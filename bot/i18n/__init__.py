@@ -99,6 +99,3 @@ class Renderer:
     @cache  # noqa: B019
     def button_files(self) -> tuple[str, ...]:
         return tuple(sorted(p.name for p in self.templates_dir.glob("buttons*.j2")))
-
-    def has_template(self, key: str) -> bool:
-        return (self.templates_dir / f"{key}.j2").exists()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from bot.core.enums import OutboxStatus, Priority
 from bot.core.messages import Button, CallbackAnswer, KeyButton, Msg
 from bot.db.models import Outbox, User
@@ -131,12 +129,6 @@ class OutboxWriter:
             payload["text"] = text[:200]
             payload["show_alert"] = answer.alert
         self._add(chat_id, "answerCallbackQuery", payload, Msg("", priority=Priority.URGENT), "UTC")
-
-    async def pending_for(self, chat_id: int) -> list[Outbox]:
-        rows = await self.uow.session.scalars(
-            select(Outbox).where(Outbox.chat_id == chat_id, Outbox.status == OutboxStatus.PENDING)
-        )
-        return list(rows)
 
 
 def _plain(msg: Msg) -> Msg:
