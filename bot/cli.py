@@ -485,3 +485,146 @@ def org_set(name: str | None, supervisors_chat: str | None) -> None:
 
     out = asyncio.run(_with_services(settings, body))
     click.echo(f"organisation: {out['name']}; supervisors' chat: {out['supervisors_chat']}")
+
+
+# ---- customer: one customer's personal data (issue 8 item 12) ----------------------------------
+
+
+@main.group()
+def customer() -> None:
+    """One customer's personal data: export it, or erase it keeping the job history."""
+
+
+def _who_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.argument("who", required=False),
+            click.option("--phone", default=None, help="The customer's phone number"),
+            click.option("--job", default=None, help="A job number of theirs (FB000123)"),
+            click.option("--telegram-id", type=int, default=None, help="Their Telegram user id"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _who(who: str | None, phone: str | None, job: str | None, telegram_id: int | None) -> Any:
+    """A coroutine factory's argument: identify the customer inside a unit of work."""
+    from bot.services import privacy
+
+    async def find(uow: Any) -> Any:
+        return await privacy.identify(uow, who, phone=phone, job=job, telegram_id=telegram_id)
+
+    return find
+
+
+@customer.command("export")
+@_who_options
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the JSON here (readable by you only) instead of printing it",
+)
+def customer_export(
+    who: str | None,
+    phone: str | None,
+    job: str | None,
+    telegram_id: int | None,
+    output: Path | None,
+) -> None:
+    """Everything held about one customer, as JSON. WHO: a phone number, a job number
+    (FB000123) or a Telegram user id."""
+    settings = _settings()
+    from bot.services import privacy
+
+    find = _who(who, phone, job, telegram_id)
+
+    async def body(services: Any) -> dict[str, Any]:
+        async with services.uow() as uow:
+            return await privacy.export(uow, await find(uow))
+
+    try:
+        data = asyncio.run(_with_services(settings, body))
+    except privacy.PrivacyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    if output is None:
+        click.echo(text)
+        return
+    output.touch(mode=0o600)
+    output.write_text(text + "\n", encoding="utf-8")
+    click.echo(
+        f"{data['identified_by']}: {len(data['customer_records'])} customer records, "
+        f"{len(data['jobs'])} jobs, {len(data['complaints'])} complaints written to {output}"
+    )
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+@customer.command("erase")
+@_who_options
+@click.option("--yes", is_flag=True, help="Do not ask: erase now")
+@click.option("--force", is_flag=True, help="Erase even while a job or complaint is open")
+@click.option("--dry-run", is_flag=True, help="Say what would be erased; change nothing")
+def customer_erase(
+    who: str | None,
+    phone: str | None,
+    job: str | None,
+    telegram_id: int | None,
+    yes: bool,
+    force: bool,
+    dry_run: bool,
+) -> None:
+    """Erase one customer's personal data; jobs, complaints and ratings stay, anonymised.
+
+    WHO: a phone number, a job number (FB000123) or a Telegram user id."""
+    settings = _settings()
+    from bot.services import privacy
+
+    find = _who(who, phone, job, telegram_id)
+
+    async def body(services: Any, commit: bool) -> tuple[str, privacy.Erasure]:
+        async with services.uow() as uow:
+            subject = await find(uow)
+            done = await privacy.erase(uow, subject, force=force)
+            if commit and not done.nothing_left:
+                await uow.commit()
+            return subject.identified_by, done
+
+    def attempt(commit: bool) -> tuple[str, privacy.Erasure]:
+        try:
+            return asyncio.run(_with_services(settings, lambda s: body(s, commit)))
+        except privacy.NotFound as exc:
+            click.echo(f"nothing left to erase: {exc}")
+            sys.exit(0)
+        except privacy.PrivacyError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    def summary(erasure: privacy.Erasure) -> str:
+        return "\n".join(f"  {what}: {n}" for what, n in sorted(erasure.counts.items()))
+
+    if not yes or dry_run:
+        whom, preview = attempt(commit=False)
+        if preview.nothing_left:
+            click.echo(f"nothing left to erase for {whom} (already erased)")
+            return
+        click.echo(f"{whom} → {preview.label}; would change:\n{summary(preview)}")
+        if dry_run:
+            return
+        if not _interactive():
+            click.echo("error: add --yes to erase (no terminal to ask in)", err=True)
+            sys.exit(1)
+        if not click.confirm("Erase this customer's personal data? This cannot be undone"):
+            click.echo("nothing erased")
+            sys.exit(1)
+    whom, erasure = attempt(commit=True)
+    if erasure.nothing_left:
+        click.echo(f"nothing left to erase for {whom} (already erased)")
+        return
+    click.echo(f"{whom} erased, now {erasure.label!r}:\n{summary(erasure)}")
