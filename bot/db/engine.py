@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from bot.db import sqlite_inloop
+
+# How long a SQLite call waits for another process's write lock (the CLI's short writes).
+# The call blocks the event loop meanwhile, so keep it short; the caller retries the update.
+BUSY_TIMEOUT = 5.0
 
 
 def async_url(url: str) -> str:
@@ -32,7 +39,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_size", 1)
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 60)
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # sqlite3 in the loop's thread, not a hop to aiosqlite's worker per call (see module).
+        path = make_url(url).database or ":memory:"
+        kwargs.setdefault("async_creator", sqlite_inloop.creator(path, timeout=BUSY_TIMEOUT))
+        engine = create_async_engine(url, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -42,7 +52,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
