@@ -20,6 +20,7 @@ from bot.services import conversations, inbox
 from bot.services.context import Services
 from bot.services.errors import DomainError
 from bot.services.staff import user_by_telegram
+from bot.services.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -88,29 +89,45 @@ async def route(ctx: Ctx) -> None:
         await ctx.reply("not_understood")
 
 
+async def _context(uow: UnitOfWork, event: Event) -> Ctx:
+    actor = await user_by_telegram(uow, event.telegram_id)
+    locale = (actor.locale if actor else None) or locale_for(
+        event.language, uow.settings.default_locale
+    )
+    return Ctx(uow=uow, event=event, actor=actor, locale=locale)
+
+
 async def handle(services: Services, event: Event) -> None:
-    """Handle one update in one transaction: effects, outbox, timers and inbox-done together."""
+    """Handle one update in one transaction: effects, outbox, timers and inbox-done together.
+
+    The inbox row is marked done first: on PostgreSQL that locks it, so the same update fed
+    twice at once (a redelivery racing a retry) is handled by whichever gets there first and
+    the other finds it done. A refusal (``DomainError``) rolls the handler's work back and
+    records the refusal and the mark in a fresh transaction: refusals are rare, so the common
+    path pays for no savepoint.
+    """
+    inbox.reached(event.update_id)
     async with services.uow() as uow:
-        session = uow.session
-        await inbox.store(session, [{"update_id": event.update_id}], uow.clock.now())
-        if await inbox.is_done(session, event.update_id):
-            return
-        actor = await user_by_telegram(uow, event.telegram_id)
-        locale = (actor.locale if actor else None) or locale_for(
-            event.language, services.settings.default_locale
-        )
-        ctx = Ctx(uow=uow, event=event, actor=actor, locale=locale)
+        if not await inbox.take(uow.session, event.update_id, uow.clock.now()):
+            return  # handled already: a redelivery
+        ctx = await _context(uow, event)
         try:
-            async with session.begin_nested():
-                await route(ctx)
-        except DomainError as refusal:
-            ctx.answered = False  # an answer queued inside the rolled-back savepoint is gone
-            if event.kind is Kind.BUTTON:
-                await ctx.answer(refusal.template, alert=True, **refusal.params)
-            else:
-                await ctx.reply(refusal.template, **refusal.params)
-        await ctx.answer()
-        await inbox.mark_done(session, event.update_id, uow.clock.now())
+            await route(ctx)
+        except DomainError as exc:
+            refusal = exc
+            await uow.rollback()
+        else:
+            await ctx.answer()
+            await uow.commit()
+            return
+    async with services.uow() as uow:
+        if not await inbox.take(uow.session, event.update_id, uow.clock.now()):
+            return
+        ctx = await _context(uow, event)
+        if event.kind is Kind.BUTTON:
+            await ctx.answer(refusal.template, alert=True, **refusal.params)
+        else:
+            await ctx.reply(refusal.template, **refusal.params)
         await uow.commit()
 
 
@@ -125,11 +142,7 @@ async def handle_failure(services: Services, event: Event, error: BaseException)
         exc_info=error,
     )
     async with services.uow() as uow:
-        actor = await user_by_telegram(uow, event.telegram_id)
-        locale = (actor.locale if actor else None) or locale_for(
-            event.language, services.settings.default_locale
-        )
-        ctx = Ctx(uow=uow, event=event, actor=actor, locale=locale)
+        ctx = await _context(uow, event)
         await ctx.reply("err_internal", error_id=error_id)
         await ctx.answer()
         await inbox.store(uow.session, [{"update_id": event.update_id}], uow.clock.now())

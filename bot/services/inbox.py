@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,17 +89,50 @@ async def claim(session: AsyncSession, now: datetime, lease: timedelta, limit: i
     return rows
 
 
-async def is_done(session: AsyncSession, update_id: int) -> bool:
-    status = await session.scalar(select(Inbox.status).where(Inbox.update_id == update_id))
-    return status == InboxStatus.DONE.value
+@dataclass
+class Feeding:
+    """Set by whoever feeds a stored update through the runtime; tells it a handler ran."""
+
+    update_id: int
+    reached: bool = False
 
 
-async def mark_done(session: AsyncSession, update_id: int, now: datetime) -> None:
-    await session.execute(
+feeding: ContextVar[Feeding | None] = ContextVar("feeding", default=None)
+
+
+def reached(update_id: int) -> None:
+    """Called by the handler: the update being fed reached it (it marks the row itself)."""
+    current = feeding.get()
+    if current is not None and current.update_id == update_id:
+        current.reached = True
+
+
+async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
+    """Mark the update done in the caller's transaction; False when it was done already.
+
+    One statement on the usual path (the update is a pending inbox row). An update that never
+    went through the inbox (a host bot feeding our router) is recorded here, once.
+    """
+    done = await session.execute(
         update(Inbox)
-        .where(Inbox.update_id == update_id)
+        .where(Inbox.update_id == update_id, Inbox.status == InboxStatus.PENDING.value)
         .values(status=InboxStatus.DONE.value, done_at=now, locked_until=None)
     )
+    if getattr(done, "rowcount", 0):
+        return True
+    row = {
+        "update_id": update_id,
+        "chat_id": None,
+        "payload": {"update_id": update_id},
+        "status": InboxStatus.DONE.value,
+        "attempts": 0,
+        "received_at": now,
+        "done_at": now,
+    }
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(Inbox).values([row]).on_conflict_do_nothing(index_elements=["update_id"])
+    return bool(getattr(await session.execute(stmt), "rowcount", 0))
 
 
 async def mark_unhandled_done(session: AsyncSession, update_id: int, now: datetime) -> None:

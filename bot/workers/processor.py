@@ -18,29 +18,56 @@ LEASE = timedelta(seconds=60)
 
 
 class InboxProcessor(Worker):
-    """Claims the head update of each idle chat and feeds it through the runtime."""
+    """Claims the head update of each idle chat and feeds it through the runtime.
+
+    Up to ``batch`` updates are in flight at once, and a slot that frees up is refilled at
+    once (no lock-step rounds in which every update waits for the slowest of its batch).
+    """
 
     def __init__(self, services: Services, runtime: Runtime, *, batch: int = 50) -> None:
         super().__init__()
         self.services = services
         self.runtime = runtime
         self.batch = batch
+        self.inflight: set[asyncio.Task[None]] = set()
 
     async def run_once(self) -> int:
+        slots = self.batch - len(self.inflight)
+        if slots <= 0:
+            return 0  # nap until a task finishes and wakes us
         async with self.services.uow() as uow:
-            rows = await inbox.claim(uow.session, uow.clock.now(), LEASE, self.batch)
+            rows = await inbox.claim(uow.session, uow.clock.now(), LEASE, slots)
             await uow.session.commit()
             uow.committed = True
-        if rows:
-            await asyncio.gather(*(self._handle(row) for row in rows))
+        for row in rows:
+            task = asyncio.create_task(self._handle(row))
+            self.inflight.add(task)
+            task.add_done_callback(self._finished)
         return len(rows)
 
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self.wake.set()
+
+    async def run_forever(self) -> None:
+        try:
+            await super().run_forever()
+        finally:
+            if self.inflight:  # a graceful stop lets every update in flight finish
+                await asyncio.gather(*self.inflight, return_exceptions=True)
+
     async def _handle(self, row: Inbox) -> None:
+        state = inbox.Feeding(row.update_id)
+        token = inbox.feeding.set(state)
         try:
             await self.runtime.feed(row.payload)
         except Exception as exc:  # any failure is recorded, never lost
             await self._failed(row, exc)
             return
+        finally:
+            inbox.feeding.reset(token)
+        if state.reached:
+            return  # the handler marked it done in its own transaction
         # An update no handler takes (a member update, a channel post) is done too, or it
         # would block its chat's queue forever.
         async with self.services.uow() as uow:
