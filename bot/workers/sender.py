@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus
 from bot.db.models import Outbox
@@ -21,6 +22,7 @@ from bot.runtime.base import (
     TransientSendError,
 )
 from bot.services.context import Services
+from bot.services.uow import UnitOfWork
 from bot.workers.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
 UNORDERED = ("answerCallbackQuery",)
+GLOBAL_MARGIN = 0.97
 
 
 class TokenBucket:
@@ -56,6 +59,10 @@ class TokenBucket:
         self._refill()
         self.tokens -= 1
 
+    def restart(self) -> None:
+        """Earn nothing for the time until now (a request was in flight, see ``_send``)."""
+        self.stamp = self.now()
+
 
 class OutboxSender(Worker):
     """Claims the head message of each chat that may send now, and sends it."""
@@ -75,10 +82,13 @@ class OutboxSender(Worker):
         # waits for at most that, not for a long batch of bulk follow-ups.
         self.batch = batch or max(1, int(services.settings.send_global_rate / 5))
         settings = services.settings
-        # No saved-up burst overall: evenly spaced sends never trip Telegram's 30/s window.
-        self.global_bucket = TokenBucket(settings.send_global_rate, 1)
+        # No saved-up burst overall, and a hair under the limit: Telegram counts arrivals in a
+        # sliding second, and network jitter can bring two sends closer than they left.
+        self.global_bucket = TokenBucket(settings.send_global_rate * GLOBAL_MARGIN, 1)
         self.chat_buckets: dict[int, TokenBucket] = {}
         self.on_permanent_failure = on_permanent_failure
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.done: list[dict[str, object]] = []  # outcomes not yet recorded
 
     def _chat_bucket(self, chat_id: int) -> TokenBucket:
         bucket = self.chat_buckets.get(chat_id)
@@ -90,9 +100,17 @@ class OutboxSender(Worker):
                 self.chat_buckets.pop(next(iter(self.chat_buckets)))
         return bucket
 
-    async def _claim(self, now: datetime) -> list[Outbox]:
+    async def _claim(
+        self, now: datetime, done: list[dict[str, object]], limit: int
+    ) -> list[Outbox]:
+        """Record the outcomes of finished sends, then claim the next rows: one transaction."""
         async with self.services.uow() as uow:
             session = uow.session
+            if done:
+                await _record(session, done)
+            if limit <= 0:
+                await _commit_quietly(uow)
+                return []
             pending = Outbox.status == OutboxStatus.PENDING.value
             ordered = Outbox.method.not_in(UNORDERED)
             busy = select(Outbox.chat_id).where(pending, ordered, Outbox.locked_until > now)
@@ -112,7 +130,7 @@ class OutboxSender(Worker):
                 .where(Outbox.id.in_(heads) | Outbox.id.in_(answers), Outbox.not_before <= now)
                 .where((Outbox.locked_until.is_(None)) | (Outbox.locked_until <= now))
                 .order_by(Outbox.priority, Outbox.id)
-                .limit(self.batch)
+                .limit(limit)
             )
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
@@ -122,13 +140,20 @@ class OutboxSender(Worker):
                     continue
                 row.locked_until = now + LEASE
                 rows.append(row)
-            await session.commit()
-            uow.committed = True
+            await self._resolve_edits(session, rows)
+            await _commit_quietly(uow)
             return rows
 
     async def run_once(self) -> int:
-        rows = await self._claim(self.services.clock.now())
-        tasks = []
+        done, self.done = self.done, []
+        slots = self.batch - len(self.inflight)
+        if not done and slots <= 0:
+            return 0  # nap until a send finishes and wakes us
+        try:
+            rows = await self._claim(self.services.clock.now(), done, slots)
+        except BaseException:
+            self.done[:0] = done  # not recorded: keep them for the next try
+            raise
         for row in rows:
             if row.method not in UNTHROTTLED:
                 delay = self.global_bucket.wait_time()
@@ -136,17 +161,36 @@ class OutboxSender(Worker):
                     await asyncio.sleep(delay)
                 self.global_bucket.take()
                 self._chat_bucket(row.chat_id).take()
-            tasks.append(asyncio.create_task(self._send(row)))
-        if tasks:
-            await asyncio.gather(*tasks)
-        return len(rows)
+            task = asyncio.create_task(self._send(row))
+            self.inflight.add(task)
+            task.add_done_callback(self._finished)
+        return len(rows) + len(done)
 
-    async def _resolve_edit(self, row: Outbox) -> bool:
-        """Fill in the message id an edit refers to; False when that message never went out."""
-        if not row.edit_of:
-            return True
-        async with self.services.uow() as uow:
-            message_id = await uow.session.scalar(
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        self.wake.set()
+
+    async def settle(self) -> None:
+        """Wait for the sends in flight and record what they did."""
+        if self.inflight:
+            await asyncio.gather(*self.inflight, return_exceptions=True)
+        if self.done:
+            done, self.done = self.done, []
+            async with self.services.uow() as uow:
+                await _record(uow.session, done)
+                await _commit_quietly(uow)
+
+    async def run_forever(self) -> None:
+        try:
+            await super().run_forever()
+        finally:
+            await self.settle()  # a graceful stop: nothing sent goes unrecorded
+
+    async def _resolve_edits(self, session: AsyncSession, rows: list[Outbox]) -> None:
+        """Fill in the message id each edit refers to; an edit of a message that never went
+        out is marked failed instead of claimed."""
+        for row in [r for r in rows if r.edit_of]:
+            message_id = await session.scalar(
                 select(Outbox.message_id)
                 .where(
                     Outbox.ref == row.edit_of,
@@ -156,20 +200,32 @@ class OutboxSender(Worker):
                 .order_by(Outbox.id.desc())
                 .limit(1)
             )
-        if message_id is None:
-            return False
-        row.payload = {**row.payload, "message_id": int(message_id)}
-        return True
+            if message_id is None:
+                row.status = OutboxStatus.FAILED.value
+                row.error = "original message not sent"
+                row.locked_until = None
+                rows.remove(row)
+            else:
+                row.payload = {**row.payload, "message_id": int(message_id)}
+
+    async def _call(self, row: Outbox) -> object:
+        """The Bot API call; a chat's next message is paced from when this one *arrived*.
+
+        A chat's messages go one at a time, so once the answer is back the request has
+        reached Telegram: counting the chat's interval from then keeps arrivals apart by the
+        interval whatever the network's jitter (counting from departure does not).
+        """
+        try:
+            return await self.runtime.call(row.method, row.payload)
+        finally:
+            if row.method not in UNTHROTTLED:
+                self._chat_bucket(row.chat_id).restart()
 
     async def _send(self, row: Outbox) -> None:
         now = self.services.clock.now
         values: dict[str, object]
-        if not await self._resolve_edit(row):
-            values = {"status": OutboxStatus.FAILED.value, "error": "original message not sent"}
-            await self._finish(row, values)
-            return
         try:
-            result = await self.runtime.call(row.method, row.payload)
+            result = await self._call(row)
         except NotModified:
             values = {"status": OutboxStatus.SENT.value, "sent_at": now()}
         except RetryAfter as exc:
@@ -211,8 +267,20 @@ class OutboxSender(Worker):
         await self._finish(row, values)
 
     async def _finish(self, row: Outbox, values: dict[str, object]) -> None:
-        async with self.services.uow() as uow:
-            await uow.session.execute(
-                update(Outbox).where(Outbox.id == row.id).values(locked_until=None, **values)
-            )
-            await uow.commit()
+        """Recorded with the next claim, in one transaction for everything that finished."""
+        self.done.append({"id": row.id, "locked_until": None, **values})
+
+
+async def _commit_quietly(uow: UnitOfWork) -> None:
+    """Commit without waking the workers: the sender's own bookkeeping is no news to them."""
+    await uow.session.commit()
+    uow.committed = True
+
+
+async def _record(session: AsyncSession, done: list[dict[str, object]]) -> None:
+    """One executemany UPDATE per shape of outcome (sent, retry later, failed …)."""
+    shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for values in done:
+        shapes.setdefault(tuple(sorted(values)), []).append(values)
+    for same in shapes.values():
+        await session.execute(update(Outbox), same)

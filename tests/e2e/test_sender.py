@@ -23,6 +23,7 @@ async def drain(sender: OutboxSender, services, limit: float = 30.0) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         await sender.run_once()
+        await sender.settle()
         async with services.uow() as uow:
             pending = await uow.session.scalar(
                 select(Outbox.id).where(Outbox.status == "pending").limit(1)

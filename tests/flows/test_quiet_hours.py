@@ -178,6 +178,7 @@ async def test_a_waiting_follow_up_does_not_hold_back_an_urgent_message(quiet, c
     sender = OutboxSender(quiet, runtime)  # type: ignore[arg-type]
 
     assert await sender.run_once() == 1  # the urgent one, now
+    await sender.settle()
     [(method, payload)] = runtime.calls
     assert method == "sendMessage" and payload["chat_id"] == 504
     rows = {r.id: r for r in await outbox_rows(quiet, 504)}
@@ -186,4 +187,5 @@ async def test_a_waiting_follow_up_does_not_hold_back_an_urgent_message(quiet, c
 
     clock.set(utc(2026, 12, 2, 0, 0))  # 08:00 in Shanghai
     assert await sender.run_once() == 1
+    await sender.settle()
     assert [r.status for r in await outbox_rows(quiet, 504)] == ["sent", "sent"]
