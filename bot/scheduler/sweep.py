@@ -120,7 +120,7 @@ async def _failed(uow: UnitOfWork, timer: Timer, exc: BaseException) -> None:
     if timer.kind in RECURRING:
         await _schedule_next(uow, timer)  # the chain goes on after a failed occurrence
     try:
-        async with uow.session.begin_nested():
+        async with uow.savepoint():
             await _report(uow, timer.kind, timer.subject, error_id)
     except Exception:  # the row says "failed" and the log has it; the alert is extra
         log.exception("could not report failed timer %s (error id %s)", timer.id, error_id)

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from bot.core.enums import OutboxStatus, Priority, Role, TimerStatus
-from bot.db.models import Dispatch, Organisation, Outbox, Site, Timer, User
+from bot.core.enums import Priority, Role, TimerStatus
+from bot.db.models import Dispatch, Organisation, Site, Timer, User
 from bot.db.models.complaints import Complaint, ComplaintEvent
 from bot.i18n import locale_for
 from bot.services.staff import organisation
@@ -206,19 +206,7 @@ async def send_file(
     payload: dict[str, Any] = {"chat_id": user.chat_id, key: file_id}
     if caption:
         payload["caption"] = caption[:1000]
-    now = uow.clock.now()
-    uow.session.add(
-        Outbox(
-            chat_id=user.chat_id,
-            method=method,
-            payload=payload,
-            priority=Priority.NORMAL,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            not_before=now,
-            created_at=now,
-        )
-    )
+    uow.out.queue(user.chat_id, method, payload, priority=Priority.NORMAL)
     return True
 
 

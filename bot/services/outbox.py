@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert
 
 from bot.core.enums import OutboxStatus, Priority
 from bot.core.messages import Button, CallbackAnswer, KeyButton, Msg
@@ -23,6 +26,48 @@ class OutboxWriter:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
         self.sent: list[Msg] = []
+        self.rows: list[dict[str, Any]] = []  # inserted at once when the unit commits
+
+    async def flush(self) -> None:
+        """Insert the queued rows (one executemany, in the order they were queued)."""
+        if self.rows:
+            rows, self.rows = self.rows, []
+            await self.uow.session.execute(insert(Outbox), rows)
+
+    def mark(self) -> int:
+        """Where the queue stands now: ``discard_since(mark)`` undoes what came after."""
+        return len(self.rows)
+
+    def discard_since(self, mark: int) -> None:
+        del self.rows[mark:]
+
+    def queue(
+        self,
+        chat_id: int,
+        method: str,
+        payload: dict[str, Any],
+        *,
+        priority: int = Priority.NORMAL,
+        not_before: datetime | None = None,
+        ref: str | None = None,
+        edit_of: str | None = None,
+    ) -> None:
+        """Queue one Bot API call as it is (a file, say): in order with every other message."""
+        now = self.uow.clock.now()
+        self.rows.append(
+            {
+                "chat_id": chat_id,
+                "method": method,
+                "payload": payload,
+                "priority": int(priority),
+                "status": OutboxStatus.PENDING.value,
+                "attempts": 0,
+                "not_before": not_before or now,
+                "created_at": now,
+                "ref": ref,
+                "edit_of": edit_of,
+            }
+        )
 
     async def _recipient(self, msg: Msg) -> tuple[int, str, str] | None:
         settings = self.uow.settings
@@ -73,23 +118,17 @@ class OutboxWriter:
         return {"keyboard": keyboard, "resize_keyboard": True, "one_time_keyboard": True}
 
     def _add(self, chat_id: int, method: str, payload: dict[str, Any], msg: Msg, tz: str) -> None:
-        now = self.uow.clock.now()
-        not_before = now
+        not_before = None
         if not msg.urgent:
-            not_before = next_allowed(now, tz, self.uow.settings.quiet_hours)
-        self.uow.session.add(
-            Outbox(
-                chat_id=chat_id,
-                method=method,
-                payload=payload,
-                priority=msg.priority,
-                status=OutboxStatus.PENDING,
-                attempts=0,
-                not_before=not_before,
-                created_at=now,
-                ref=msg.ref,
-                edit_of=msg.edit,
-            )
+            not_before = next_allowed(self.uow.clock.now(), tz, self.uow.settings.quiet_hours)
+        self.queue(
+            chat_id,
+            method,
+            payload,
+            priority=msg.priority,
+            not_before=not_before,
+            ref=msg.ref,
+            edit_of=msg.edit,
         )
 
     async def send(self, msg: Msg) -> bool:

@@ -11,8 +11,8 @@ import csv
 import io
 from collections.abc import Sequence
 
-from bot.core.enums import OutboxStatus, Priority
-from bot.db.models import Outbox, User
+from bot.core.enums import Priority
+from bot.db.models import User
 from bot.services.quiet import next_allowed
 from bot.services.uow import UnitOfWork
 
@@ -61,16 +61,5 @@ async def queue_document(
     }
     if caption:
         payload["caption"] = caption[:MAX_CAPTION]
-    uow.session.add(
-        Outbox(
-            chat_id=user.chat_id,
-            method="sendDocument",
-            payload=payload,
-            priority=priority,
-            status=OutboxStatus.PENDING,
-            attempts=0,
-            not_before=not_before,
-            created_at=now,
-        )
-    )
+    uow.out.queue(user.chat_id, "sendDocument", payload, priority=priority, not_before=not_before)
     return True

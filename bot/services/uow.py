@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -47,10 +49,23 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         """Make every change of this unit durable at once, then wake the workers."""
+        await self.out.flush()
         await self.session.commit()
         self.committed = True
         for hook in self.services.after_commit:
             hook()
 
     async def rollback(self) -> None:
+        self.out.discard_since(0)
         await self.session.rollback()
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A nested transaction: on an exception its changes *and* its messages are undone."""
+        mark = self.out.mark()
+        try:
+            async with self.session.begin_nested():
+                yield
+        except BaseException:
+            self.out.discard_since(mark)
+            raise
