@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,15 @@ async def prepare_database(engine: AsyncEngine) -> None:
         return
     if current != migrate.head_revision():
         raise SchemaBehind(f"the database schema is at {current}; run `fieldbot db upgrade` first")
+
+
+def freeze_startup_heap() -> None:
+    """Once per process, after start-up: what start-up built (modules, pydantic schemas,
+    templates) lives as long as the process, so take it out of the garbage collector's view;
+    full collections then walk only what the work creates (measured: 1.3 → 0.07 ms of
+    collection per update, docs/PERFORMANCE.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -204,7 +214,9 @@ class FieldBot:
         await self.engine.dispose()
 
     async def run_forever(self) -> None:
+        """The process's main coroutine (``fieldbot run``): start, serve until cancelled."""
         await self.start()
+        freeze_startup_heap()
         try:
             await asyncio.Event().wait()
         finally:

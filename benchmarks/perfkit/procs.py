@@ -59,7 +59,7 @@ class BotProcess:
         )
         return env
 
-    async def start(self, timeout: float = 60.0) -> None:
+    async def start(self, timeout: float = 240.0) -> None:
         cpu = self.cpu
 
         def preexec() -> None:  # runs in the child before exec: every thread inherits it

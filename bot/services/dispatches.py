@@ -238,10 +238,18 @@ async def create_linked_dispatch(
 
 
 async def get_dispatch(uow: UnitOfWork, dispatch_id: int, *, lock: bool = False) -> Dispatch | None:
-    stmt = select(Dispatch).where(Dispatch.id == dispatch_id)
+    """The dispatch; its site and customer come in the same query (most steps need them, and
+    ``site_of``/``customer_of`` then find them in the session without a query of their own)."""
+    stmt = (
+        select(Dispatch, Site, Customer)
+        .join(Site, Site.id == Dispatch.site_id)
+        .join(Customer, Customer.id == Dispatch.customer_id)
+        .where(Dispatch.id == dispatch_id)
+    )
     if lock:
-        stmt = stmt.with_for_update()
-    return await uow.session.scalar(stmt)
+        stmt = stmt.with_for_update(of=Dispatch)
+    row = (await uow.session.execute(stmt)).first()
+    return row[0] if row is not None else None
 
 
 async def site_of(uow: UnitOfWork, dispatch: Dispatch) -> Site:

@@ -69,8 +69,8 @@ class User(Base):
     created_at: Mapped[datetime]
 
     qualifications: Mapped[list[Qualification]] = relationship(
-        back_populates="user", cascade="all, delete-orphan", lazy="selectin"
-    )
+        back_populates="user", cascade="all, delete-orphan", lazy="raise_on_sql"
+    )  # not loaded with every User (each update loads one): query Qualification instead
 
 
 class Qualification(Base):
