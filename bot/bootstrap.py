@@ -20,7 +20,7 @@ from bot.core.events import Event
 from bot.core.messages import Msg
 from bot.db import migrate
 from bot.db.engine import make_engine, make_sessionmaker
-from bot.db.models import Outbox, User
+from bot.db.models import User
 from bot.handlers.router import handle
 from bot.i18n import Renderer
 from bot.runtime.base import Runtime
@@ -29,7 +29,7 @@ from bot.services.context import Services
 from bot.services.staff import organisation, supervisors_on_duty
 from bot.workers.polling import Poller
 from bot.workers.processor import InboxProcessor
-from bot.workers.sender import OutboxSender
+from bot.workers.sender import Claimed, OutboxSender
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class FieldBot:
         assert isinstance(bind, AsyncEngine)
         return bind
 
-    def _delivery_failed(self, row: Outbox, reason: str) -> None:
+    def _delivery_failed(self, row: Claimed, reason: str) -> None:
         self.tasks.append(asyncio.create_task(self._tell_supervisor(row.chat_id)))
 
     async def _tell_supervisor(self, chat_id: int) -> None:

@@ -58,7 +58,18 @@ async def store(session: AsyncSession, updates: list[dict[str, Any]], now: datet
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def claim(session: AsyncSession, now: datetime, lease: timedelta, limit: int) -> list[Inbox]:
+@dataclass(frozen=True)
+class Claimed:
+    """An update taken for handling (a plain row: claiming builds no ORM objects)."""
+
+    update_id: int
+    payload: dict[str, Any]
+    attempts: int  # including this one
+
+
+async def claim(
+    session: AsyncSession, now: datetime, lease: timedelta, limit: int
+) -> list[Claimed]:
     """Claim the oldest pending update of each chat nobody else is working on."""
     busy = (
         select(Inbox.chat_id)
@@ -72,7 +83,7 @@ async def claim(session: AsyncSession, now: datetime, lease: timedelta, limit: i
         .having(~func.coalesce(Inbox.chat_id, -1).in_(busy))
     )
     candidates = (
-        select(Inbox)
+        select(Inbox.update_id, Inbox.payload, Inbox.attempts)
         .where(Inbox.update_id.in_(heads))
         .where(and_(Inbox.status == InboxStatus.PENDING.value))
         .where((Inbox.locked_until.is_(None)) | (Inbox.locked_until <= now))
@@ -81,12 +92,16 @@ async def claim(session: AsyncSession, now: datetime, lease: timedelta, limit: i
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    rows = list(await session.scalars(candidates))
-    for row in rows:
-        row.locked_until = now + lease
-        row.attempts += 1
-    await session.flush()
-    return rows
+    rows = (await session.execute(candidates)).all()
+    if not rows:
+        return []
+    await session.execute(
+        update(Inbox)
+        .where(Inbox.update_id.in_([row.update_id for row in rows]))
+        .values(locked_until=now + lease, attempts=Inbox.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return [Claimed(int(r.update_id), r.payload, int(r.attempts) + 1) for r in rows]
 
 
 @dataclass

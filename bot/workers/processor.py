@@ -6,7 +6,6 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from bot.db.models import Inbox
 from bot.runtime.base import Runtime
 from bot.services import inbox
 from bot.services.context import Services
@@ -56,7 +55,7 @@ class InboxProcessor(Worker):
             if self.inflight:  # a graceful stop lets every update in flight finish
                 await asyncio.gather(*self.inflight, return_exceptions=True)
 
-    async def _handle(self, row: Inbox) -> None:
+    async def _handle(self, row: inbox.Claimed) -> None:
         state = inbox.Feeding(row.update_id)
         token = inbox.feeding.set(state)
         try:
@@ -74,7 +73,7 @@ class InboxProcessor(Worker):
             await inbox.mark_unhandled_done(uow.session, row.update_id, uow.clock.now())
             await uow.commit()
 
-    async def _failed(self, row: Inbox, exc: Exception) -> None:
+    async def _failed(self, row: inbox.Claimed, exc: Exception) -> None:
         max_attempts = self.services.settings.inbox_max_attempts
         if row.attempts < max_attempts:
             log.warning(

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +33,28 @@ LEASE = timedelta(seconds=60)
 UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
 UNORDERED = ("answerCallbackQuery",)
 GLOBAL_MARGIN = 0.97
+
+
+CLAIMED = (
+    Outbox.id,
+    Outbox.chat_id,
+    Outbox.method,
+    Outbox.payload,
+    Outbox.attempts,
+    Outbox.edit_of,
+)
+
+
+@dataclass
+class Claimed:
+    """An outbox row taken for sending (a plain row: claiming builds no ORM objects)."""
+
+    id: int
+    chat_id: int
+    method: str
+    payload: dict[str, Any]
+    attempts: int
+    edit_of: str | None
 
 
 class TokenBucket:
@@ -73,7 +97,7 @@ class OutboxSender(Worker):
         runtime: Runtime,
         *,
         batch: int | None = None,
-        on_permanent_failure: Callable[[Outbox, str], object] | None = None,
+        on_permanent_failure: Callable[[Claimed, str], object] | None = None,
     ) -> None:
         super().__init__()
         self.services = services
@@ -102,7 +126,7 @@ class OutboxSender(Worker):
 
     async def _claim(
         self, now: datetime, done: list[dict[str, object]], limit: int
-    ) -> list[Outbox]:
+    ) -> list[Claimed]:
         """Record the outcomes of finished sends, then claim the next rows: one transaction."""
         async with self.services.uow() as uow:
             session = uow.session
@@ -126,7 +150,7 @@ class OutboxSender(Worker):
             # Button answers stop the client's spinner: they never wait behind a chat's queue.
             answers = select(Outbox.id).where(pending, Outbox.method.in_(UNORDERED))
             stmt = (
-                select(Outbox)
+                select(*CLAIMED)
                 .where(Outbox.id.in_(heads) | Outbox.id.in_(answers), Outbox.not_before <= now)
                 .where((Outbox.locked_until.is_(None)) | (Outbox.locked_until <= now))
                 .order_by(Outbox.priority, Outbox.id)
@@ -135,11 +159,18 @@ class OutboxSender(Worker):
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = []
-            for row in await session.scalars(stmt):
+            for found in await session.execute(stmt):
+                row = Claimed(*found)
                 if row.method not in UNTHROTTLED and self._chat_bucket(row.chat_id).wait_time() > 0:
                     continue
-                row.locked_until = now + LEASE
                 rows.append(row)
+            if rows:
+                await session.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_([row.id for row in rows]))
+                    .values(locked_until=now + LEASE)
+                    .execution_options(synchronize_session=False)
+                )
             await self._resolve_edits(session, rows)
             await _commit_quietly(uow)
             return rows
@@ -186,9 +217,9 @@ class OutboxSender(Worker):
         finally:
             await self.settle()  # a graceful stop: nothing sent goes unrecorded
 
-    async def _resolve_edits(self, session: AsyncSession, rows: list[Outbox]) -> None:
+    async def _resolve_edits(self, session: AsyncSession, rows: list[Claimed]) -> None:
         """Fill in the message id each edit refers to; an edit of a message that never went
-        out is marked failed instead of claimed."""
+        out is marked failed instead of sent."""
         for row in [r for r in rows if r.edit_of]:
             message_id = await session.scalar(
                 select(Outbox.message_id)
@@ -201,14 +232,22 @@ class OutboxSender(Worker):
                 .limit(1)
             )
             if message_id is None:
-                row.status = OutboxStatus.FAILED.value
-                row.error = "original message not sent"
-                row.locked_until = None
+                await _record(
+                    session,
+                    [
+                        {
+                            "id": row.id,
+                            "locked_until": None,
+                            "status": OutboxStatus.FAILED.value,
+                            "error": "original message not sent",
+                        }
+                    ],
+                )
                 rows.remove(row)
             else:
                 row.payload = {**row.payload, "message_id": int(message_id)}
 
-    async def _call(self, row: Outbox) -> object:
+    async def _call(self, row: Claimed) -> object:
         """The Bot API call; a chat's next message is paced from when this one *arrived*.
 
         A chat's messages go one at a time, so once the answer is back the request has
@@ -221,7 +260,7 @@ class OutboxSender(Worker):
             if row.method not in UNTHROTTLED:
                 self._chat_bucket(row.chat_id).restart()
 
-    async def _send(self, row: Outbox) -> None:
+    async def _send(self, row: Claimed) -> None:
         now = self.services.clock.now
         values: dict[str, object]
         try:
@@ -266,7 +305,7 @@ class OutboxSender(Worker):
             values = {"status": OutboxStatus.SENT.value, "sent_at": now(), "message_id": message_id}
         await self._finish(row, values)
 
-    async def _finish(self, row: Outbox, values: dict[str, object]) -> None:
+    async def _finish(self, row: Claimed, values: dict[str, object]) -> None:
         """Recorded with the next claim, in one transaction for everything that finished."""
         self.done.append({"id": row.id, "locked_until": None, **values})
 
