@@ -20,7 +20,7 @@ from bot.core.events import Event
 from bot.core.messages import Msg
 from bot.db import migrate
 from bot.db.engine import make_engine, make_sessionmaker
-from bot.db.models import User
+from bot.db.models import Outbox, User
 from bot.handlers.router import handle
 from bot.i18n import Renderer
 from bot.runtime.base import Runtime
@@ -171,6 +171,10 @@ class FieldBot:
             )
         else:
             await self.runtime.delete_webhook()
+            # Polling means one process (Telegram answers a second getUpdates with 409): the
+            # leases still held in the inbox and outbox were a dead predecessor's. Release
+            # them now instead of letting its chats wait out the 60-second lease.
+            await self._release_dead_leases()
             self.tasks.append(asyncio.create_task(self.poller.run_forever()))
         self.tasks.append(asyncio.create_task(self.processor.run_forever()))
         self.tasks.append(asyncio.create_task(self.sender.run_forever()))
@@ -191,6 +195,34 @@ class FieldBot:
                 for task in self.tasks:
                     if task.done() and task.exception():
                         raise task.exception()  # type: ignore[misc]
+
+    async def _release_dead_leases(self) -> None:
+        from sqlalchemy import update
+
+        from bot.core.enums import InboxStatus, OutboxStatus
+        from bot.db.models import Inbox
+
+        async with self.services.uow() as uow:
+            held = await uow.session.execute(
+                update(Inbox)
+                .where(Inbox.status == InboxStatus.PENDING.value, Inbox.locked_until.is_not(None))
+                .values(locked_until=None)
+            )
+            sent = await uow.session.execute(
+                update(Outbox)
+                .where(
+                    Outbox.status == OutboxStatus.PENDING.value, Outbox.locked_until.is_not(None)
+                )
+                .values(locked_until=None)
+            )
+            await uow.commit()
+        released = int(getattr(held, "rowcount", 0) or 0), int(getattr(sent, "rowcount", 0) or 0)
+        if any(released):
+            log.warning(
+                "released the leases of %s update(s) and %s message(s) left by a stopped process "
+                "(a message whose send was under way may reach Telegram twice)",
+                *released,
+            )
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking work, let every round in flight finish its transaction, then close."""

@@ -113,6 +113,10 @@ class OutboxSender(Worker):
         self.on_permanent_failure = on_permanent_failure
         self.inflight: set[asyncio.Task[None]] = set()
         self.done: list[dict[str, object]] = []  # outcomes not yet recorded
+        # Rows this process claimed whose outcome is not committed yet. Never claimed again
+        # by this process, even when a stall (a long wait for the database) outlasts the
+        # lease: only another process can re-send them, and only after this one died.
+        self.owned: set[int] = set()
 
     def _chat_bucket(self, chat_id: int) -> TokenBucket:
         bucket = self.chat_buckets.get(chat_id)
@@ -128,12 +132,16 @@ class OutboxSender(Worker):
         self, now: datetime, done: list[dict[str, object]], limit: int
     ) -> list[Claimed]:
         """Record the outcomes of finished sends, then claim the next rows: one transaction."""
+        recorded = {int(str(values["id"])) for values in done}
         async with self.services.uow() as uow:
             session = uow.session
+            await session.connection()  # the lease counts from when we hold the database
+            now = max(now, self.services.clock.now())
             if done:
                 await _record(session, done)
             if limit <= 0:
                 await _commit_quietly(uow)
+                self.owned -= recorded
                 return []
             pending = Outbox.status == OutboxStatus.PENDING.value
             ordered = Outbox.method.not_in(UNORDERED)
@@ -156,6 +164,9 @@ class OutboxSender(Worker):
                 .order_by(Outbox.priority, Outbox.id)
                 .limit(limit)
             )
+            mine = self.owned - recorded
+            if mine:  # still ours (being sent, or sent and not recorded): not again
+                stmt = stmt.where(Outbox.id.not_in(mine))
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = []
@@ -173,6 +184,8 @@ class OutboxSender(Worker):
                 )
             await self._resolve_edits(session, rows)
             await _commit_quietly(uow)
+            self.owned -= recorded
+            self.owned.update(row.id for row in rows)
             return rows
 
     async def run_once(self) -> int:
@@ -210,6 +223,7 @@ class OutboxSender(Worker):
             async with self.services.uow() as uow:
                 await _record(uow.session, done)
                 await _commit_quietly(uow)
+            self.owned -= {int(str(values["id"])) for values in done}
 
     async def run_forever(self) -> None:
         try:
