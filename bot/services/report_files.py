@@ -28,9 +28,14 @@ def csv_bytes(rows: Sequence[Sequence[object]]) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")
 
 
+# What makes a spreadsheet read a cell as a formula (OWASP "CSV injection"): = + - @, and a
+# leading tab or carriage return; the full-width forms too (CJK input methods type them).
+_FORMULA_START = frozenset("=+-@\t\r＝＋－＠")
+
+
 def _safe_cell(cell: object) -> object:
     """Text starting like a formula is quoted, so a spreadsheet never runs it (CSV injection)."""
-    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@"):
+    if isinstance(cell, str) and cell[:1] in _FORMULA_START:
         return "'" + cell
     return cell
 
