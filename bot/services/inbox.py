@@ -167,6 +167,16 @@ async def mark_failed(session: AsyncSession, update_id: int, now: datetime, erro
     )
 
 
+async def give_back(session: AsyncSession, update_id: int, error: str) -> None:
+    """Let an update be handled again without counting the attempt (the database went away
+    mid-update: a restart is not the update's fault)."""
+    await session.execute(
+        update(Inbox)
+        .where(Inbox.update_id == update_id, Inbox.status == InboxStatus.PENDING.value)
+        .values(locked_until=None, attempts=Inbox.attempts - 1, error=error[:200])
+    )
+
+
 async def release(session: AsyncSession, update_id: int, error: str) -> None:
     """Let an update be tried again (after a failure that was not its fault)."""
     await session.execute(

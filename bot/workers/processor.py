@@ -6,14 +6,40 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
 from bot.runtime.base import Runtime
 from bot.services import inbox
 from bot.services.context import Services
-from bot.workers.loop import Worker
+from bot.workers.loop import Worker, persist
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+
+
+def database_gone(exc: BaseException) -> bool:
+    """The database went away (a restart, a failover, the network), not the update's fault."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OSError | InterfaceError):
+        return True
+    # An OperationalError is also what SQLite says about a bad statement: only the messages
+    # of an unreachable or busy database count, or a bug would be retried forever uncounted.
+    message = str(exc).lower()
+    return isinstance(exc, OperationalError) and any(word in message for word in GONE_WORDS)
+
+
+GONE_WORDS = (
+    "locked",
+    "connection",
+    "closed",
+    "terminat",
+    "shutting down",
+    "starting up",
+    "unable to open",
+    "recovery mode",
+)
 
 
 class InboxProcessor(Worker):
@@ -61,7 +87,21 @@ class InboxProcessor(Worker):
         try:
             await self.runtime.feed(row.payload)
         except Exception as exc:  # any failure is recorded, never lost
-            await self._failed(row, exc)
+            # Recorded as soon as the database answers: a record dropped here would leave the
+            # update (and its chat's queue) waiting for the lease to run out.
+            failure = exc
+            if database_gone(failure):
+                await persist(
+                    self.stopping,
+                    f"giving back update {row.update_id}",
+                    lambda: self._give_back(row, failure),
+                )
+            else:
+                await persist(
+                    self.stopping,
+                    f"recording the failure of update {row.update_id}",
+                    lambda: self._failed(row, failure),
+                )
             return
         finally:
             inbox.feeding.reset(token)
@@ -69,8 +109,23 @@ class InboxProcessor(Worker):
             return  # the handler marked it done in its own transaction
         # An update no handler takes (a member update, a channel post) is done too, or it
         # would block its chat's queue forever.
+        await persist(self.stopping, f"closing update {row.update_id}", lambda: self._close(row))
+
+    async def _close(self, row: inbox.Claimed) -> None:
         async with self.services.uow() as uow:
             await inbox.mark_unhandled_done(uow.session, row.update_id, uow.clock.now())
+            await uow.commit()
+
+    async def _give_back(self, row: inbox.Claimed, exc: Exception) -> None:
+        """The database went away mid-update: let it be handled again, and do not count the
+        attempt (a restart is not the update's fault; counting would fail it after three)."""
+        log.warning(
+            "update %s: database unavailable (%s); it will be handled again",
+            row.update_id,
+            type(exc).__name__,
+        )
+        async with self.services.uow() as uow:
+            await inbox.give_back(uow.session, row.update_id, type(exc).__name__)
             await uow.commit()
 
     async def _failed(self, row: inbox.Claimed, exc: Exception) -> None:
