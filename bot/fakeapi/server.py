@@ -171,6 +171,10 @@ class FakeTelegram:
         self.limits: RateLimits | None = None
         self.rate_limited: list[tuple[int | None, float]] = []
         self.retry_after_violations = 0
+        # Every call to a chat made while a 429's retry_after for that chat was still running,
+        # whatever the method and whether or not a fault was then injected into it:
+        # (method, chat_id, seconds too early).
+        self.early_calls: list[tuple[str, int, float]] = []
 
         self._users: dict[int, FakeUser] = {}
         self._groups: dict[int, FakeGroup] = {}
@@ -710,6 +714,7 @@ class FakeTelegram:
             self._inflight += 1
             self._touch()
         try:
+            self._note_early(method, params)
             fault = self._pick_fault(method, params)
             if fault in ("timeout", "drop"):
                 if fault == "timeout" and self.faults is not None:
@@ -749,6 +754,15 @@ class FakeTelegram:
         if request.transport is not None:
             request.transport.close()
         return web.Response(status=500)
+
+    def _note_early(self, method: str, params: Params) -> None:
+        """Record a call to a chat still inside a retry_after the fake gave for that chat."""
+        key = self._chat_key(params)
+        until = self._retry_until.get(key) if key is not None else None
+        if until is not None and key is not None:
+            early = until - time.monotonic()
+            if early > 0:
+                self.early_calls.append((method, key, early))
 
     def _pick_fault(self, method: str, params: Params) -> FaultKind | None:
         if self.faults is None:
