@@ -39,14 +39,20 @@ def cb(prefix: str, id: int, action: str, arg: str | int = "") -> str:
 
 def unpack(data: str) -> Callback | None:
     """Decode callback data; anything malformed (forged, old format) gives None."""
-    if not data or len(data.encode()) > MAX_BYTES:
+    if not data:
+        return None
+    try:
+        size = len(data.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no button of ours carries one
+        return None
+    if size > MAX_BYTES:
         return None
     parts = data.split(":")
     if len(parts) not in (3, 4):
         return None
     prefix, raw_id, action = parts[0], parts[1], parts[2]
     arg = parts[3] if len(parts) == 4 else ""
-    if not raw_id.isdigit() or len(raw_id) > 18:
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:  # not "²" or "１"
         return None
     if not all(_SAFE.match(p) for p in (prefix, action, arg)) or not prefix or not action:
         return None

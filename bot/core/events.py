@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+
+# NUL and lone surrogates: JSON carries them ("\u0000", "\ud800") and both runtimes pass
+# them on, but neither database stores them (SQLite: UnicodeEncodeError; PostgreSQL refuses
+# NUL in text). A real surrogate pair arrives as one character, so any left is alone.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Kind(StrEnum):
@@ -45,3 +51,16 @@ class Event:
     file_size: int = 0
     duration: int = 0
     mime_type: str = ""
+
+    def __post_init__(self) -> None:
+        """Text from outside, made storable once, here: NUL and lone surrogates become U+FFFD."""
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value and _UNSTORABLE.search(value):
+                object.__setattr__(self, name, _UNSTORABLE.sub("\ufffd", value))
+        if any(_UNSTORABLE.search(f) for f in self.file_ids):
+            cleaned = tuple(_UNSTORABLE.sub("\ufffd", f) for f in self.file_ids)
+            object.__setattr__(self, "file_ids", cleaned)
+
+
+_TEXT_FIELDS = tuple(f.name for f in fields(Event) if f.type == "str")

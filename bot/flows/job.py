@@ -261,6 +261,17 @@ async def prompt_contact(uow: UnitOfWork, engineer: User, dispatch: Dispatch) ->
     )
 
 
+def _eta_buttons(
+    dispatch: Dispatch, now: datetime, mode: str, tz: str
+) -> tuple[tuple[Button, ...], ...]:
+    late = mode == "late" or _late_now(dispatch, now)
+    action = {"contact": "eta", "omw": "omw", "late": "leta"}[mode]
+    return tuple(
+        (Button.of("eta_at", cb("job", dispatch.id, action, _minute(c)), time=c, tz=tz),)
+        for c in eta_choices(dispatch, now, late=late)
+    )
+
+
 async def ask_eta(
     uow: UnitOfWork, engineer: User, dispatch: Dispatch, mode: str, *, enter: bool = True
 ) -> None:
@@ -270,13 +281,8 @@ async def ask_eta(
     """
     now = uow.clock.now()
     late = mode == "late" or _late_now(dispatch, now)
-    choices = eta_choices(dispatch, now, late=late)
     tz = await _tz(uow, dispatch)
-    action = {"contact": "eta", "omw": "omw", "late": "leta"}[mode]
-    rows = tuple(
-        (Button.of("eta_at", cb("job", dispatch.id, action, _minute(c)), time=c, tz=tz),)
-        for c in choices
-    )
+    rows = _eta_buttons(dispatch, now, mode, tz)
     if enter:
         await conversations.enter(uow, engineer.id, FLOW, f"eta_{mode}", dispatch_id=dispatch.id)
     await uow.out.send(
@@ -669,32 +675,35 @@ async def prompt_report_step(uow: UnitOfWork, engineer: User, dispatch: Dispatch
     await conversations.enter(uow, engineer.id, FLOW, f"report_{step}", dispatch_id=dispatch.id)
     # Every field present (templates are strict): no photos is an empty list, not a gap.
     draft = {**EMPTY_DRAFT, **_draft(dispatch)}
-    number = dispatch.number
-    buttons: tuple[tuple[Button, ...], ...] | None = None
-    if step == "outcome":
-        buttons = tuple(
-            (Button.of(f"outcome_{o.value}", cb("job", dispatch.id, "out", o.value)),)
-            for o in Outcome
-        )
-    elif step == "parts":
-        buttons = ((Button.of("no_parts", cb("job", dispatch.id, "nopa")),),)
-    elif step == "photos":
-        buttons = ((Button.of("photos_done", cb("job", dispatch.id, "phd")),),)
-    elif step == "extra":
-        buttons = ((Button.of("no_extra", cb("job", dispatch.id, "noex")),),)
-    elif step == "confirm":
-        buttons = (
-            (Button.of("submit_report", cb("job", dispatch.id, "sub")),),
-            (Button.of("redo_report", cb("job", dispatch.id, "redo")),),
-        )
     await uow.out.send(
         Msg(
             f"report_{step}",
-            {"number": number, "draft": draft, "max_photos": MAX_PHOTOS},
+            {"number": dispatch.number, "draft": draft, "max_photos": MAX_PHOTOS},
             user_id=engineer.id,
-            buttons=buttons,
+            buttons=_report_buttons(dispatch, step),
         )
     )
+
+
+def _report_buttons(dispatch: Dispatch, step: str) -> tuple[tuple[Button, ...], ...] | None:
+    """The buttons of report step ``step`` (outcome, parts, …); None where it takes text only."""
+    if step == "outcome":
+        return tuple(
+            (Button.of(f"outcome_{o.value}", cb("job", dispatch.id, "out", o.value)),)
+            for o in Outcome
+        )
+    if step == "parts":
+        return ((Button.of("no_parts", cb("job", dispatch.id, "nopa")),),)
+    if step == "photos":
+        return ((Button.of("photos_done", cb("job", dispatch.id, "phd")),),)
+    if step == "extra":
+        return ((Button.of("no_extra", cb("job", dispatch.id, "noex")),),)
+    if step == "confirm":
+        return (
+            (Button.of("submit_report", cb("job", dispatch.id, "sub")),),
+            (Button.of("redo_report", cb("job", dispatch.id, "redo")),),
+        )
+    return None
 
 
 async def _report_job(
@@ -975,8 +984,44 @@ async def on_text(uow: UnitOfWork, engineer: User, step: str, dispatch_id: int, 
     elif step == "report_extra":
         await report_extra(uow, engineer, dispatch.id, text)
     else:
-        await uow.out.send(Msg("expected_button", {}, user_id=engineer.id))
-        await open_job(uow, engineer, dispatch.id)
+        await remind(uow, engineer, step, dispatch.id)
+
+
+TEXT_STEPS = ("arrival", "report_work", "report_parts", "report_extra")
+
+
+async def remind(uow: UnitOfWork, engineer: User, step: str, dispatch_id: int) -> None:
+    """The wrong kind of message at ``step``: one reply that says what the step takes, with
+    the step's buttons on it; the job and the conversation stay exactly as they were."""
+    dispatch = await held_job(uow, engineer, dispatch_id)
+    buttons: tuple[tuple[Button, ...], ...] | None = None
+    if step == "arrival":
+        # A location (or a typed address) is wanted: the location button is the answer.
+        await uow.out.send(
+            Msg(
+                "job_share_location",
+                {"number": dispatch.number},
+                user_id=engineer.id,
+                keyboard=((KeyButton("share_location", request_location=True),),),
+            )
+        )
+        return
+    if step == "contact":
+        buttons = ((Button.of("reached_customer", cb("job", dispatch.id, "ctd")),),)
+    elif step.startswith("eta_") and step.removeprefix("eta_") in ("contact", "omw", "late"):
+        now = uow.clock.now()
+        buttons = _eta_buttons(dispatch, now, step.removeprefix("eta_"), await _tz(uow, dispatch))
+    elif step.startswith("report_") and dispatch.status == DispatchStatus.ON_SITE:
+        buttons = _report_buttons(dispatch, step.removeprefix("report_"))
+    wants_text = step.startswith("eta_") or step in TEXT_STEPS
+    await uow.out.send(
+        Msg(
+            "expected_text" if wants_text else "expected_button",
+            {},
+            user_id=engineer.id,
+            buttons=buttons or None,
+        )
+    )
 
 
 # ---- timers -----------------------------------------------------------------------------------

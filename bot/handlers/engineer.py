@@ -124,20 +124,10 @@ async def job_text(ctx: Ctx, step: Step) -> None:
     await job.on_text(ctx.uow, ctx.actor, step.step, int(step.data["dispatch_id"]), ctx.event.text)
 
 
-def _expects_text(step: Step) -> bool:
-    """Steps that take typed text; the others wait for a button."""
-    return step.step.startswith("eta_") or step.step in (
-        "arrival",
-        "report_work",
-        "report_parts",
-        "report_extra",
-    )
-
-
 async def _remind_step(ctx: Ctx, step: Step) -> None:
+    """The wrong kind of message at this step: one reply, nothing changes."""
     assert ctx.actor is not None
-    await ctx.reply("expected_text" if _expects_text(step) else "expected_button")
-    await job.open_job(ctx.uow, ctx.actor, int(step.data["dispatch_id"]))
+    await job.remind(ctx.uow, ctx.actor, step.step, int(step.data["dispatch_id"]))
 
 
 async def job_photo(ctx: Ctx, step: Step) -> None:

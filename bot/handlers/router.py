@@ -36,7 +36,10 @@ async def _in_flow(ctx: Ctx) -> bool:
     if routes is None or (routes.roles is not None and ctx.role not in routes.roles):
         await conversations.leave(ctx.uow, ctx.actor.id)  # a flow that no longer exists
         return False
-    handler = routes.handlers.get(ctx.event.kind) or routes.handlers.get(Kind.OTHER)
+    handler = routes.handlers.get(ctx.event.kind)
+    if handler is None and ctx.event.edited:
+        return True  # a live location moving where none is asked: no reminder each time
+    handler = handler or routes.handlers.get(Kind.OTHER)
     if handler is None:
         await ctx.reply("expected_text")
         return True
@@ -73,6 +76,8 @@ async def route(ctx: Ctx) -> None:
     event = ctx.event
     if not event.private and event.kind is not Kind.BUTTON:
         return  # groups: only buttons on our own alerts are handled
+    if event.edited and event.kind is not Kind.LOCATION:
+        return  # an edit of an earlier message is no answer (the runtimes drop them too)
     if event.kind is Kind.COMMAND:
         await _command(ctx)
     elif event.kind is Kind.BUTTON:
