@@ -825,6 +825,10 @@ async def take(uow: UnitOfWork, staff: User, complaint_id: int) -> Complaint:
     complaint = await _staff_complaint(uow, complaint_id)
     _not_closed(complaint)
     _not_about_self(complaint, staff)
+    if not _supervising(staff):
+        # "Take" is on the announcement, which only the supervising roles receive; owning
+        # would show an engineer a customer's phone and address (DOMAIN.md §7).
+        raise DomainError("err_cmp_not_found")
     if complaint.owner_id == staff.id:
         raise DomainError("err_cmp_yours_already", number=complaint.number)
     if complaint.owner_id is not None or not await svc.claim_owner(

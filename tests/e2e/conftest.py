@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import io
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +15,7 @@ import pytest
 
 from bot.bootstrap import FieldBot
 from bot.fakeapi import FakeTelegram
+from bot.logs import NOISY, SQL, make_handler, set_levels
 from tests.conftest import reset_database
 
 RUNTIMES = ["aiogram", "ptb"]
@@ -103,3 +107,88 @@ async def harness(
     h = Harness(tg, make_settings, runtime, db_url)
     yield h
     await h.stop()
+
+
+# ---- issue 8 item 11: no phone number, address, token or secret in any log line ---------------
+
+# Personal data the e2e tests and tests/helpers.py put into the bot (customers' and staff
+# phones, addresses, contact names) and the fixed secrets of tests/conftest.py and the tests.
+KNOWN_PHONES = (
+    "+8613800138000",
+    "+8613900001111",
+    "+8613911112222",
+    "+8613900139000",
+)
+KNOWN_TEXTS = (
+    "Century Avenue",
+    "Li Na",
+    "test-api-token",
+    "s3cret-token",
+    "123456789:AAEhBOweik9ai0Qa-test-token-xxxxxxxx",
+)
+# Phone-shaped text: E.164 (``+`` and 7–15 digits, maybe grouped) and mainland mobiles.
+PHONE_LIKE = re.compile(r"\+\d[\d \-]{6,16}\d|(?<!\d)(?:86)?1[3-9]\d{9}(?!\d)")
+
+
+def phone_forms(phone: str) -> set[str]:
+    """A phone number as it may be written: E.164, digits only, national, grouped."""
+    digits = re.sub(r"\D", "", phone)
+    forms = {phone, digits, "+" + digits}
+    if digits.startswith("86") and len(digits) == 13:
+        national = digits[2:]
+        forms |= {national, f"{national[:3]} {national[3:7]} {national[7:]}"}
+        forms.add(f"+86 {national[:3]} {national[3:7]} {national[7:]}")
+    return {f for f in forms if len(re.sub(r"\D", "", f)) >= 7}
+
+
+def secrets_of(request: pytest.FixtureRequest) -> set[str]:
+    """Every value that must never be logged, for the fixtures this test used."""
+    found: set[str] = set(KNOWN_TEXTS)
+    phones = set(KNOWN_PHONES)
+    args = request.node.funcargs
+    tg = args.get("tg")
+    harness = args.get("harness")
+    if isinstance(harness, Harness):
+        tg = tg or harness.tg
+        settings = harness.settings()
+        found |= {settings.bot_token, settings.api_token, settings.webhook_secret}
+    if isinstance(tg, FakeTelegram):
+        found.add(tg.token)
+        phones |= {u.phone_number for u in tg._users.values() if u.phone_number}
+    for phone in phones:
+        found |= phone_forms(phone)
+    return {s for s in found if s}
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_logs(request: pytest.FixtureRequest) -> Iterator[io.StringIO]:
+    """Every log record of the test at LOG_LEVEL=DEBUG, through production's handler and
+    levels (bot/logs.py: format, tracebacks, redaction; SQL held at WARNING whatever
+    LOG_LEVEL says), with the framework loggers opened to INFO as well (their DEBUG lines are
+    whole request bodies, message texts included: production keeps them at WARNING); at
+    teardown the test fails if a line holds a phone number, address, token or secret."""
+    root = logging.getLogger()
+    saved = {name: logging.getLogger(name).level for name in ("", *NOISY, *SQL, "apscheduler")}
+    stream = io.StringIO()
+    handler = make_handler(stream)
+    handler.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    set_levels("DEBUG")  # LOG_LEVEL=DEBUG: the most production writes
+    for name in NOISY:  # and the framework loggers opened to INFO (request URLs carry the token)
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+    known = secrets_of(request)
+    leaks = []
+    for line in stream.getvalue().splitlines():
+        hits = sorted(s for s in known if s in line) + PHONE_LIKE.findall(line)
+        if hits:
+            leaks.append(f"{hits}: {line[:300]}")
+    if leaks:
+        pytest.fail(
+            f"{len(leaks)} log line(s) leak personal data or secrets:\n" + "\n".join(leaks[:20])
+        )
