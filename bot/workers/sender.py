@@ -33,6 +33,7 @@ LEASE = timedelta(seconds=60)
 UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
 UNORDERED = ("answerCallbackQuery",)
 GLOBAL_MARGIN = 0.97
+MAX_IN_FLIGHT = 30
 
 
 CLAIMED = (
@@ -104,7 +105,11 @@ class OutboxSender(Worker):
         self.runtime = runtime
         # About a fifth of a second's worth per round: an urgent message written meanwhile
         # waits for at most that, not for a long batch of bulk follow-ups.
-        self.batch = batch or max(1, int(services.settings.send_global_rate / 5))
+        # At most MAX_IN_FLIGHT at once: a message sent but not yet recorded is sent again
+        # if the process dies (Telegram has no idempotency key), so keep that window small.
+        self.batch = batch or max(
+            1, min(int(services.settings.send_global_rate / 5), MAX_IN_FLIGHT)
+        )
         settings = services.settings
         # No saved-up burst overall, and a hair under the limit: Telegram counts arrivals in a
         # sliding second, and network jitter can bring two sends closer than they left.
