@@ -232,21 +232,26 @@ def dispatch_create(as_json: bool, **fields: Any) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 def dispatch_import(file: Path, as_json: bool) -> None:
-    """Import dispatches from a CSV file (UTF-8, header row with the field names)."""
+    """Import dispatches from a CSV file (UTF-8, header row with the field names).
+
+    Good rows are imported, bad ones reported with their line numbers; running it again on
+    the same file imports nothing twice. The file is streamed and committed in batches.
+    """
     settings = _settings()
     from bot.flows.intake import import_csv
 
-    data = file.read_bytes()
-    report = asyncio.run(_with_services(settings, lambda services: import_csv(services, data)))
+    report = asyncio.run(_with_services(settings, lambda services: import_csv(services, file)))
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "ok": not report.fatal and not report.errors,
                     "fatal": report.fatal or None,
+                    "rows": report.rows,
                     "created": report.created,
                     "skipped": [{"line": line, "number": n} for line, n in report.skipped],
                     "errors": [{"line": line, "reason": r} for line, r in report.errors],
+                    "notices": [{"line": line, "notice": n} for line, n in report.notices],
                 },
                 ensure_ascii=False,
             )
@@ -256,8 +261,13 @@ def dispatch_import(file: Path, as_json: bool) -> None:
             click.echo(f"error: {file.name}: {report.fatal}", err=True)
         for line, reason in report.errors:
             click.echo(f"error: line {line}: {reason}", err=True)
-        for line, number in report.skipped:
+        for line, notice in report.notices:
+            click.echo(f"warning: line {line}: {notice}", err=True)
+        shown = 20
+        for line, number in report.skipped[:shown]:
             click.echo(f"line {line}: already imported as {number}")
+        if len(report.skipped) > shown:
+            click.echo(f"... and {len(report.skipped) - shown} more rows already imported")
         click.echo(
             f"{len(report.created)} imported, {len(report.skipped)} already there, "
             f"{len(report.errors)} rejected"

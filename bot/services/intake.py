@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,10 +33,46 @@ SERVICE_TYPE_NAMES = {
 }
 
 
+FIRST_YEAR, LAST_YEAR = 2000, 2099  # beyond these a time zone shift overflows the datetime type
+_LINE_BREAKS = frozenset("\n\r\t")
+
+
+def _printable(value: str, *, newlines: bool = False) -> str:
+    """Refuse control characters (NUL, ESC, ...) and lone surrogates: the database or
+    Telegram would choke on them later (PostgreSQL refuses NUL in text). Multi-line fields
+    keep their line breaks and tabs."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cs") and not (newlines and char in _LINE_BREAKS):
+            raise ValueError(f"contains a control character (U+{ord(char):04X})")
+    return value
+
+
+EXAMPLE: dict[str, Any] = {
+    "customer": "Acme Foods",
+    "contact_name": "Li Na",
+    "contact_phone": "+86 138 0013 8000",
+    "address": "88 Century Avenue, Pudong",
+    "latitude": 31.2304,
+    "longitude": 121.4737,
+    "equipment_model": "CH-200 chiller",
+    "quantity": 2,
+    "serials": ["SN-1001", "SN-1002"],
+    "service_type": "repair",
+    "window_start": "2030-06-03T09:00:00",
+    "window_end": "2030-06-03T12:00:00",
+    "description": "Compressor trips after ten minutes",
+    "ref": "ERP-2030-0001",
+}
+
+
 class DispatchIn(BaseModel):
     """A new dispatch as the back office sends it (times without a zone are site-local)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [EXAMPLE]},
+    )
 
     customer: str = Field(min_length=1, max_length=200, description="Customer unit name")
     contact_name: str = Field(min_length=1, max_length=200)
@@ -80,6 +118,7 @@ class DispatchIn(BaseModel):
         for serial in value:
             if not serial or len(serial) > 100:
                 raise ValueError("each serial number must be 1 to 100 characters")
+            _printable(serial)
         if len(set(value)) != len(value):
             raise ValueError("serial numbers repeat")
         return value
@@ -89,6 +128,32 @@ class DispatchIn(BaseModel):
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
             return None
+        return value
+
+    @field_validator(
+        "customer", "contact_name", "contact_phone", "equipment_model", "engineer", "ref"
+    )
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        return _printable(value) if value is not None else None
+
+    @field_validator("address", "description")
+    @classmethod
+    def _lines(cls, value: str | None) -> str | None:
+        return _printable(value, newlines=True) if value is not None else None
+
+    @field_validator("quantity", "latitude", "longitude", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not true or false")
+        return value
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _plausible_year(cls, value: datetime) -> datetime:
+        if not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise ValueError(f"must be between the years {FIRST_YEAR} and {LAST_YEAR}")
         return value
 
     @model_validator(mode="after")
@@ -117,8 +182,35 @@ class CleanDispatch:
         return "sha:" + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _field_name(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "dispatch"
+def field_errors(
+    errors: Iterable[Mapping[str, Any]], *, skip: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """Pydantic's errors as one clear ``(field, message)`` per field (REST and the rest alike).
+
+    ``skip``: leading location parts that are not field names (FastAPI's ``body``, ``path``).
+    """
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        while loc and loc[0] in skip:
+            loc.pop(0)
+        kind = err.get("type")
+        name = "body" if kind == "json_invalid" else ".".join(str(p) for p in loc) or "dispatch"
+        if name in seen:
+            continue
+        seen.add(name)
+        message = str(err.get("msg", "is not valid")).removeprefix("Value error, ")
+        if kind == "missing":
+            message = "is required"
+        elif kind == "extra_forbidden":
+            message = "is not a dispatch field"
+        elif kind == "json_invalid":
+            message = "is not valid JSON"
+        elif name == "dispatch" and kind in ("model_attributes_type", "model_type", "dict_type"):
+            message = "must be an object with the dispatch's fields"
+        out.append((name, message))
+    return out
 
 
 def validate_dispatch(
@@ -129,19 +221,7 @@ def validate_dispatch(
     try:
         data = DispatchIn.model_validate(raw)
     except ValidationError as exc:
-        seen: set[str] = set()
-        for err in exc.errors():
-            name = _field_name(err["loc"])
-            if name in seen:
-                continue
-            seen.add(name)
-            message = str(err["msg"]).removeprefix("Value error, ")
-            if err["type"] == "missing":
-                message = "is required"
-            elif err["type"] == "extra_forbidden":
-                message = "is not a dispatch field"
-            errors.append((name, message))
-        raise FieldError(errors) from None
+        raise FieldError(field_errors(exc.errors())) from None
     try:
         phone = normalise_phone(data.contact_phone, phone_region)
     except BadPhone:
