@@ -5,15 +5,19 @@ from __future__ import annotations
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Table, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import InboxStatus
 from bot.db.models import Inbox
+
+# Core, not the ORM: the inbox is on every update's path, and plain statements on the table
+# skip the ORM's per-statement work (entity compile state, session synchronisation).
+INBOX = cast(Table, Inbox.__table__)
 
 
 def chat_of(update: dict[str, Any]) -> int | None:
@@ -53,7 +57,7 @@ async def store(session: AsyncSession, updates: list[dict[str, Any]], now: datet
     ]
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(Inbox).values(rows).on_conflict_do_nothing(index_elements=["update_id"])
+    stmt = insert(INBOX).values(rows).on_conflict_do_nothing(index_elements=["update_id"])
     result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -72,22 +76,22 @@ async def claim(
 ) -> list[Claimed]:
     """Claim the oldest pending update of each chat nobody else is working on."""
     busy = (
-        select(Inbox.chat_id)
-        .where(Inbox.status == InboxStatus.PENDING.value, Inbox.locked_until > now)
-        .where(Inbox.chat_id.is_not(None))
+        select(INBOX.c.chat_id)
+        .where(INBOX.c.status == InboxStatus.PENDING.value, INBOX.c.locked_until > now)
+        .where(INBOX.c.chat_id.is_not(None))
     )
     heads = (
-        select(func.min(Inbox.update_id))
-        .where(Inbox.status == InboxStatus.PENDING.value)
-        .group_by(Inbox.chat_id)
-        .having(~func.coalesce(Inbox.chat_id, -1).in_(busy))
+        select(func.min(INBOX.c.update_id))
+        .where(INBOX.c.status == InboxStatus.PENDING.value)
+        .group_by(INBOX.c.chat_id)
+        .having(~func.coalesce(INBOX.c.chat_id, -1).in_(busy))
     )
     candidates = (
-        select(Inbox.update_id, Inbox.payload, Inbox.attempts)
-        .where(Inbox.update_id.in_(heads))
-        .where(and_(Inbox.status == InboxStatus.PENDING.value))
-        .where((Inbox.locked_until.is_(None)) | (Inbox.locked_until <= now))
-        .order_by(Inbox.update_id)
+        select(INBOX.c.update_id, INBOX.c.payload, INBOX.c.attempts)
+        .where(INBOX.c.update_id.in_(heads))
+        .where(and_(INBOX.c.status == InboxStatus.PENDING.value))
+        .where((INBOX.c.locked_until.is_(None)) | (INBOX.c.locked_until <= now))
+        .order_by(INBOX.c.update_id)
         .limit(limit)
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
@@ -96,9 +100,9 @@ async def claim(
     if not rows:
         return []
     await session.execute(
-        update(Inbox)
-        .where(Inbox.update_id.in_([row.update_id for row in rows]))
-        .values(locked_until=now + lease, attempts=Inbox.attempts + 1)
+        update(INBOX)
+        .where(INBOX.c.update_id.in_([row.update_id for row in rows]))
+        .values(locked_until=now + lease, attempts=INBOX.c.attempts + 1)
         .execution_options(synchronize_session=False)
     )
     return [Claimed(int(r.update_id), r.payload, int(r.attempts) + 1) for r in rows]
@@ -129,8 +133,8 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
     went through the inbox (a host bot feeding our router) is recorded here, once.
     """
     done = await session.execute(
-        update(Inbox)
-        .where(Inbox.update_id == update_id, Inbox.status == InboxStatus.PENDING.value)
+        update(INBOX)
+        .where(INBOX.c.update_id == update_id, INBOX.c.status == InboxStatus.PENDING.value)
         .values(status=InboxStatus.DONE.value, done_at=now, locked_until=None)
     )
     if getattr(done, "rowcount", 0):
@@ -146,23 +150,23 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
     }
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(Inbox).values([row]).on_conflict_do_nothing(index_elements=["update_id"])
+    stmt = insert(INBOX).values([row]).on_conflict_do_nothing(index_elements=["update_id"])
     return bool(getattr(await session.execute(stmt), "rowcount", 0))
 
 
 async def mark_unhandled_done(session: AsyncSession, update_id: int, now: datetime) -> None:
     """Close an update that went through the runtime without reaching a handler."""
     await session.execute(
-        update(Inbox)
-        .where(Inbox.update_id == update_id, Inbox.status == InboxStatus.PENDING.value)
+        update(INBOX)
+        .where(INBOX.c.update_id == update_id, INBOX.c.status == InboxStatus.PENDING.value)
         .values(status=InboxStatus.DONE.value, done_at=now, locked_until=None)
     )
 
 
 async def mark_failed(session: AsyncSession, update_id: int, now: datetime, error: str) -> None:
     await session.execute(
-        update(Inbox)
-        .where(Inbox.update_id == update_id)
+        update(INBOX)
+        .where(INBOX.c.update_id == update_id)
         .values(status=InboxStatus.FAILED.value, done_at=now, locked_until=None, error=error[:200])
     )
 
@@ -171,16 +175,16 @@ async def give_back(session: AsyncSession, update_id: int, error: str) -> None:
     """Let an update be handled again without counting the attempt (the database went away
     mid-update: a restart is not the update's fault)."""
     await session.execute(
-        update(Inbox)
-        .where(Inbox.update_id == update_id, Inbox.status == InboxStatus.PENDING.value)
-        .values(locked_until=None, attempts=Inbox.attempts - 1, error=error[:200])
+        update(INBOX)
+        .where(INBOX.c.update_id == update_id, INBOX.c.status == InboxStatus.PENDING.value)
+        .values(locked_until=None, attempts=INBOX.c.attempts - 1, error=error[:200])
     )
 
 
 async def release(session: AsyncSession, update_id: int, error: str) -> None:
     """Let an update be tried again (after a failure that was not its fault)."""
     await session.execute(
-        update(Inbox)
-        .where(Inbox.update_id == update_id)
+        update(INBOX)
+        .where(INBOX.c.update_id == update_id)
         .values(locked_until=None, error=error[:200])
     )

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus
@@ -30,6 +30,7 @@ from bot.workers.loop import Worker
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+OUTBOX = cast(Table, Outbox.__table__)  # Core statements: the sender's rows are plain rows
 UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
 UNORDERED = ("answerCallbackQuery",)
 GLOBAL_MARGIN = 0.97
@@ -37,12 +38,12 @@ MAX_IN_FLIGHT = 30
 
 
 CLAIMED = (
-    Outbox.id,
-    Outbox.chat_id,
-    Outbox.method,
-    Outbox.payload,
-    Outbox.attempts,
-    Outbox.edit_of,
+    OUTBOX.c.id,
+    OUTBOX.c.chat_id,
+    OUTBOX.c.method,
+    OUTBOX.c.payload,
+    OUTBOX.c.attempts,
+    OUTBOX.c.edit_of,
 )
 
 
@@ -148,30 +149,32 @@ class OutboxSender(Worker):
                 await _commit_quietly(uow)
                 self.owned -= recorded
                 return []
-            pending = Outbox.status == OutboxStatus.PENDING.value
-            ordered = Outbox.method.not_in(UNORDERED)
-            busy = select(Outbox.chat_id).where(pending, ordered, Outbox.locked_until > now)
+            pending = OUTBOX.c.status == OutboxStatus.PENDING.value
+            ordered = OUTBOX.c.method.not_in(UNORDERED)
+            busy = select(OUTBOX.c.chat_id).where(pending, ordered, OUTBOX.c.locked_until > now)
             # A message held back by quiet hours (never tried, not yet allowed) is not the
             # chat's head: an urgent one written after it goes now. Retries keep their place.
-            held = (Outbox.attempts == 0) & (Outbox.not_before > now)
+            held = (OUTBOX.c.attempts == 0) & (OUTBOX.c.not_before > now)
             heads = (
-                select(func.min(Outbox.id))
+                select(func.min(OUTBOX.c.id))
                 .where(pending, ordered, ~held)
-                .group_by(Outbox.chat_id)
-                .having(~Outbox.chat_id.in_(busy))
+                .group_by(OUTBOX.c.chat_id)
+                .having(~OUTBOX.c.chat_id.in_(busy))
             )
             # Button answers stop the client's spinner: they never wait behind a chat's queue.
-            answers = select(Outbox.id).where(pending, Outbox.method.in_(UNORDERED))
+            answers = select(OUTBOX.c.id).where(pending, OUTBOX.c.method.in_(UNORDERED))
             stmt = (
                 select(*CLAIMED)
-                .where(Outbox.id.in_(heads) | Outbox.id.in_(answers), Outbox.not_before <= now)
-                .where((Outbox.locked_until.is_(None)) | (Outbox.locked_until <= now))
-                .order_by(Outbox.priority, Outbox.id)
+                .where(
+                    OUTBOX.c.id.in_(heads) | OUTBOX.c.id.in_(answers), OUTBOX.c.not_before <= now
+                )
+                .where((OUTBOX.c.locked_until.is_(None)) | (OUTBOX.c.locked_until <= now))
+                .order_by(OUTBOX.c.priority, OUTBOX.c.id)
                 .limit(limit)
             )
             mine = self.owned - recorded
             if mine:  # still ours (being sent, or sent and not recorded): not again
-                stmt = stmt.where(Outbox.id.not_in(mine))
+                stmt = stmt.where(OUTBOX.c.id.not_in(mine))
             if session.bind is not None and session.bind.dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             rows = []
@@ -182,8 +185,8 @@ class OutboxSender(Worker):
                 rows.append(row)
             if rows:
                 await session.execute(
-                    update(Outbox)
-                    .where(Outbox.id.in_([row.id for row in rows]))
+                    update(OUTBOX)
+                    .where(OUTBOX.c.id.in_([row.id for row in rows]))
                     .values(locked_until=now + LEASE)
                     .execution_options(synchronize_session=False)
                 )
@@ -241,13 +244,13 @@ class OutboxSender(Worker):
         out is marked failed instead of sent."""
         for row in [r for r in rows if r.edit_of]:
             message_id = await session.scalar(
-                select(Outbox.message_id)
+                select(OUTBOX.c.message_id)
                 .where(
-                    Outbox.ref == row.edit_of,
-                    Outbox.chat_id == row.chat_id,
-                    Outbox.status == OutboxStatus.SENT.value,
+                    OUTBOX.c.ref == row.edit_of,
+                    OUTBOX.c.chat_id == row.chat_id,
+                    OUTBOX.c.status == OutboxStatus.SENT.value,
                 )
-                .order_by(Outbox.id.desc())
+                .order_by(OUTBOX.c.id.desc())
                 .limit(1)
             )
             if message_id is None:
@@ -340,5 +343,12 @@ async def _record(session: AsyncSession, done: list[dict[str, object]]) -> None:
     shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
     for values in done:
         shapes.setdefault(tuple(sorted(values)), []).append(values)
-    for same in shapes.values():
-        await session.execute(update(Outbox), same)
+    for keys, same in shapes.items():
+        columns = [k for k in keys if k != "id"]
+        stmt = (
+            update(OUTBOX)
+            .where(OUTBOX.c.id == bindparam("row_id"))
+            .values({k: bindparam(f"new_{k}") for k in columns})
+        )
+        params = [{"row_id": v["id"], **{f"new_{k}": v[k] for k in columns}} for v in same]
+        await session.execute(stmt, params)
