@@ -150,8 +150,10 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
     }
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(INBOX).values([row]).on_conflict_do_nothing(index_elements=["update_id"])
-    return bool(getattr(await session.execute(stmt), "rowcount", 0))
+    # Values as parameters, not in the statement: a multi-VALUES insert is compiled afresh
+    # on every call (SQLAlchemy cannot cache it), a parametrised one once.
+    stmt = insert(INBOX).on_conflict_do_nothing(index_elements=["update_id"])
+    return bool(getattr(await session.execute(stmt, row), "rowcount", 0))
 
 
 async def mark_unhandled_done(session: AsyncSession, update_id: int, now: datetime) -> None:
