@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import httpx
@@ -58,3 +59,40 @@ async def test_updates_arrive_by_webhook_and_need_the_secret(harness: Harness) -
         await tg.wait_idle()
         helps = [m for m in tg.messages(user.id) if "What you can do" in (m.get("text") or "")]
         assert len(helps) == 1  # only the one from the real /start, none from the forgeries
+
+
+async def test_an_update_delivered_twice_by_webhook_acts_once(harness: Harness) -> None:
+    """Telegram retries a delivery it thinks failed: the copy is stored once and handled once."""
+    tg = harness.tg
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with harness.running(
+        http_port=port, webhook_url=base, webhook_secret="s3cret-token"
+    ) as bot:
+        new = await new_staff(bot.services)
+        user = tg.user(first_name="Twice")
+        await user.send(f"/start {new.code}")
+        await tg.wait_for(user.id, "What you can do")
+        update = {
+            "update_id": 777_777,
+            "message": {
+                "message_id": 99,
+                "date": 0,
+                "chat": {"id": user.id, "type": "private"},
+                "from": {"id": user.id, "is_bot": False, "first_name": "Twice"},
+                "text": "/help",
+            },
+        }
+        secret = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}
+        async with httpx.AsyncClient(base_url=base) as client:
+            first, second = await asyncio.gather(
+                client.post("/telegram/webhook", json=update, headers=secret),
+                client.post("/telegram/webhook", json=update, headers=secret),
+            )
+            assert first.status_code == 200 and second.status_code == 200
+            await tg.wait_idle()
+            third = await client.post("/telegram/webhook", json=update, headers=secret)
+            assert third.status_code == 200
+        await tg.wait_idle()
+        helps = [m for m in tg.messages(user.id) if "What you can do" in (m.get("text") or "")]
+        assert len(helps) == 2  # the /start's and one for the update, however often it came

@@ -6,7 +6,9 @@ import asyncio
 
 from sqlalchemy import select
 
+from bot.core.events import Event, Kind
 from bot.db.models import Dispatch, DispatchEvent, Offer, Timer
+from bot.handlers.router import handle
 from bot.scheduler.sweep import sweep
 from tests.conftest import outbox_rows, texts_to
 from tests.helpers import new_dispatch, onboard, press, say
@@ -65,6 +67,36 @@ async def test_double_tap_on_accept_acts_once(services) -> None:
     assert kinds.count("accepted") == 1
     answers = [r for r in await outbox_rows(services, 11) if r.method == "answerCallbackQuery"]
     assert "no longer open" in answers[-1].payload["text"]
+
+
+async def test_the_same_update_handled_twice_at_once_acts_once(services) -> None:
+    """A redelivered update (a webhook retry, a re-fed update after a crash) racing the first."""
+    eng = await onboard(services, 11)
+    dispatch = await new_dispatch(services)
+    offer = await offer_of(services, dispatch.id, eng.user.id)
+    event = Event(
+        update_id=424_242,
+        kind=Kind.BUTTON,
+        telegram_id=11,
+        chat_id=11,
+        language="en",
+        data=f"off:{offer.id}:acc",
+        callback_id="cq-twice",
+        message_id=1,
+    )
+    before = len(await outbox_rows(services, 11))
+    await asyncio.gather(handle(services, event), handle(services, event))
+    await handle(services, event)
+    assert await status_of(services, dispatch.id) == "accepted"
+    async with services.uow() as uow:
+        kinds = list(
+            await uow.session.scalars(
+                select(DispatchEvent.kind).where(DispatchEvent.dispatch_id == dispatch.id)
+            )
+        )
+    assert kinds.count("accepted") == 1
+    rows = (await outbox_rows(services, 11))[before:]
+    assert [r.method for r in rows].count("answerCallbackQuery") == 1
 
 
 async def test_another_engineer_cannot_press_someone_elses_offer(services) -> None:
