@@ -35,6 +35,7 @@ UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
 UNORDERED = ("answerCallbackQuery",)
 GLOBAL_MARGIN = 0.97
 MAX_IN_FLIGHT = 30
+GATHER = 0.005  # seconds a round waits for more sends to finish before recording them
 
 
 CLAIMED = (
@@ -197,6 +198,10 @@ class OutboxSender(Worker):
             return rows
 
     async def run_once(self) -> int:
+        if self.inflight:
+            # Sends are under way: give them a moment to finish, so that one transaction
+            # records several outcomes and claims their chats' next rows (group commit).
+            await asyncio.sleep(GATHER)
         done, self.done = self.done, []
         slots = self.batch - len(self.inflight)
         if not done and slots <= 0:
