@@ -33,7 +33,7 @@ LEASE = timedelta(seconds=60)
 OUTBOX = cast(Table, Outbox.__table__)  # Core statements: the sender's rows are plain rows
 UNTHROTTLED = frozenset({"answerCallbackQuery", "sendChatAction"})
 UNORDERED = ("answerCallbackQuery",)
-GLOBAL_MARGIN = 0.97
+GLOBAL_MARGIN = 0.99
 MAX_IN_FLIGHT = 30
 GATHER = 0.005  # seconds a round waits for more sends to finish before recording them
 
