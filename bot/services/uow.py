@@ -47,13 +47,15 @@ class UnitOfWork:
         finally:
             await self.session.close()
 
-    async def commit(self) -> None:
-        """Make every change of this unit durable at once, then wake the workers."""
+    async def commit(self, *, wake: bool = True) -> None:
+        """Make every change of this unit durable at once, then wake the workers (unless
+        ``wake=False``: a worker's own bookkeeping — a claim, an outcome — is no news)."""
         await self.out.flush()
         await self.session.commit()
         self.committed = True
-        for hook in self.services.after_commit:
-            hook()
+        if wake:
+            for hook in self.services.after_commit:
+                hook()
 
     async def rollback(self) -> None:
         self.out.discard_since(0)

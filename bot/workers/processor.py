@@ -62,8 +62,7 @@ class InboxProcessor(Worker):
             return 0  # nap until a task finishes and wakes us
         async with self.services.uow() as uow:
             rows = await inbox.claim(uow.session, uow.clock.now(), LEASE, slots)
-            await uow.session.commit()
-            uow.committed = True
+            await uow.commit(wake=False)
         for row in rows:
             task = asyncio.create_task(self._handle(row))
             self.inflight.add(task)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
@@ -24,7 +24,6 @@ from bot.runtime.base import (
     TransientSendError,
 )
 from bot.services.context import Services
-from bot.services.uow import UnitOfWork
 from bot.workers.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -135,19 +134,17 @@ class OutboxSender(Worker):
                 self.chat_buckets.pop(next(iter(self.chat_buckets)))
         return bucket
 
-    async def _claim(
-        self, now: datetime, done: list[dict[str, object]], limit: int
-    ) -> list[Claimed]:
+    async def _claim(self, done: list[dict[str, object]], limit: int) -> list[Claimed]:
         """Record the outcomes of finished sends, then claim the next rows: one transaction."""
         recorded = {int(str(values["id"])) for values in done}
         async with self.services.uow() as uow:
             session = uow.session
             await session.connection()  # the lease counts from when we hold the database
-            now = max(now, self.services.clock.now())
+            now = self.services.clock.now()
             if done:
                 await _record(session, done)
             if limit <= 0:
-                await _commit_quietly(uow)
+                await uow.commit(wake=False)
                 self.owned -= recorded
                 return []
             pending = OUTBOX.c.status == OutboxStatus.PENDING.value
@@ -192,7 +189,7 @@ class OutboxSender(Worker):
                     .execution_options(synchronize_session=False)
                 )
             await self._resolve_edits(session, rows)
-            await _commit_quietly(uow)
+            await uow.commit(wake=False)
             self.owned -= recorded
             self.owned.update(row.id for row in rows)
             return rows
@@ -207,7 +204,7 @@ class OutboxSender(Worker):
         if not done and slots <= 0:
             return 0  # nap until a send finishes and wakes us
         try:
-            rows = await self._claim(self.services.clock.now(), done, slots)
+            rows = await self._claim(done, slots)
         except BaseException:
             self.done[:0] = done  # not recorded: keep them for the next try
             raise
@@ -235,7 +232,7 @@ class OutboxSender(Worker):
             done, self.done = self.done, []
             async with self.services.uow() as uow:
                 await _record(uow.session, done)
-                await _commit_quietly(uow)
+                await uow.commit(wake=False)
             self.owned -= {int(str(values["id"])) for values in done}
 
     async def run_forever(self) -> None:
@@ -335,12 +332,6 @@ class OutboxSender(Worker):
     async def _finish(self, row: Claimed, values: dict[str, object]) -> None:
         """Recorded with the next claim, in one transaction for everything that finished."""
         self.done.append({"id": row.id, "locked_until": None, **values})
-
-
-async def _commit_quietly(uow: UnitOfWork) -> None:
-    """Commit without waking the workers: the sender's own bookkeeping is no news to them."""
-    await uow.session.commit()
-    uow.committed = True
 
 
 async def _record(session: AsyncSession, done: list[dict[str, object]]) -> None:
