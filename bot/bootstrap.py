@@ -20,11 +20,12 @@ from bot.core.events import Event
 from bot.core.messages import Msg
 from bot.db import migrate
 from bot.db.engine import make_engine, make_sessionmaker
-from bot.db.models import Outbox, User
+from bot.db.models import User
 from bot.handlers.router import handle
 from bot.i18n import Renderer
 from bot.runtime.base import Runtime
 from bot.scheduler.sweep import build_scheduler
+from bot.services import inbox, outbox
 from bot.services.context import Services
 from bot.services.staff import organisation, supervisors_on_duty
 from bot.workers.polling import Poller
@@ -197,26 +198,12 @@ class FieldBot:
                         raise task.exception()  # type: ignore[misc]
 
     async def _release_dead_leases(self) -> None:
-        from sqlalchemy import update
-
-        from bot.core.enums import InboxStatus, OutboxStatus
-        from bot.db.models import Inbox
-
         async with self.services.uow() as uow:
-            held = await uow.session.execute(
-                update(Inbox)
-                .where(Inbox.status == InboxStatus.PENDING.value, Inbox.locked_until.is_not(None))
-                .values(locked_until=None)
-            )
-            sent = await uow.session.execute(
-                update(Outbox)
-                .where(
-                    Outbox.status == OutboxStatus.PENDING.value, Outbox.locked_until.is_not(None)
-                )
-                .values(locked_until=None)
+            released = (
+                await inbox.release_leases(uow.session),
+                await outbox.release_leases(uow.session),
             )
             await uow.commit()
-        released = int(getattr(held, "rowcount", 0) or 0), int(getattr(sent, "rowcount", 0) or 0)
         if any(released):
             log.warning(
                 "released the leases of %s update(s) and %s message(s) left by a stopped process "

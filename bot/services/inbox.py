@@ -183,6 +183,16 @@ async def give_back(session: AsyncSession, update_id: int, error: str) -> None:
     )
 
 
+async def release_leases(session: AsyncSession) -> int:
+    """Free every claimed, unfinished update (its claimer is known to be gone); how many."""
+    freed = await session.execute(
+        update(INBOX)
+        .where(INBOX.c.status == InboxStatus.PENDING.value, INBOX.c.locked_until.is_not(None))
+        .values(locked_until=None)
+    )
+    return int(getattr(freed, "rowcount", 0) or 0)
+
+
 async def release(session: AsyncSession, update_id: int, error: str) -> None:
     """Let an update be tried again (after a failure that was not its fault)."""
     await session.execute(

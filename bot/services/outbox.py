@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus, Priority
 from bot.core.messages import Button, CallbackAnswer, KeyButton, Msg
@@ -19,6 +20,16 @@ if TYPE_CHECKING:
 OUTBOX = cast(Table, Outbox.__table__)  # Core inserts: no ORM work per row
 PARSE_MODE = "HTML"
 MAX_TEXT = 4096
+
+
+async def release_leases(session: AsyncSession) -> int:
+    """Free every claimed, unsent message (its sender is known to be gone); how many."""
+    freed = await session.execute(
+        update(OUTBOX)
+        .where(OUTBOX.c.status == OutboxStatus.PENDING.value, OUTBOX.c.locked_until.is_not(None))
+        .values(locked_until=None)
+    )
+    return int(getattr(freed, "rowcount", 0) or 0)
 
 
 class OutboxWriter:
