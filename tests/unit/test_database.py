@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from bot.bootstrap import SchemaBehind, prepare_database
 from bot.cli import main as cli
@@ -128,3 +128,34 @@ def test_org_set_configures_the_supervisors_chat(tmp_path, monkeypatch) -> None:
     assert bad.exit_code == 1 and "is a number" in bad.output
     cleared = runner.invoke(cli, ["org", "set", "--supervisors-chat", "none"])
     assert "supervisors' chat: None" in cleared.output
+
+
+async def test_a_subjects_timers_are_found_by_the_subject_index(services) -> None:
+    """Cancelling or listing one job's timers reads that job's rows, not every pending timer
+    (SQLite's planner used to pick the (status, due_at) index and scan them all)."""
+    if not services.settings.is_sqlite:
+        pytest.skip("SQLite's query planner")
+    engine = services.sessionmaker.kw["bind"]
+    seen: list[tuple[str, tuple[object, ...]]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith(("SELECT", "UPDATE timers")) and " timers" in statement:
+            seen.append((statement, tuple(parameters)))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with services.uow() as uow:
+            await timers.schedule(uow, kind="a", subject="job:1", due_at=uow.clock.now())
+            await timers.pending(uow, subject="job:1")
+            await timers.cancel(uow, subject="job:1", kinds=("a", "b"))
+            await timers.cancel(uow, subject="job:1")
+            conn = await uow.session.connection()
+            plans = []
+            for statement, params in list(seen):
+                rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", params)
+                plans.append(" ".join(str(row[-1]) for row in rows))
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert len(plans) == 3
+    for plan in plans:
+        assert "USING INDEX ix_timers_subject" in plan, plan

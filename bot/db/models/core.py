@@ -255,7 +255,7 @@ class Timer(Base):
     __tablename__ = "timers"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
-    subject: Mapped[str] = mapped_column(String(80), index=True)
+    subject: Mapped[str] = mapped_column(String(80))
     due_at: Mapped[datetime]
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(12), default="pending")
@@ -265,4 +265,9 @@ class Timer(Base):
     created_at: Mapped[datetime]
     last_error: Mapped[str | None] = mapped_column(String(300))
 
-    __table_args__ = (Index("ix_timers_due", "status", "due_at"),)
+    # By subject with its status and due time: a job's own timers are found (and cancelled)
+    # without SQLite preferring ix_timers_due and reading every pending timer.
+    __table_args__ = (
+        Index("ix_timers_due", "status", "due_at"),
+        Index("ix_timers_subject", "subject", "status", "due_at"),
+    )
