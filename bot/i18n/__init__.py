@@ -72,6 +72,7 @@ class Renderer:
             lstrip_blocks=True,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
+            auto_reload=False,  # templates ship with the code: no stat() of the file per use
         )
         env.install_gettext_translations(  # type: ignore[attr-defined]
             _load_translations(locale), newstyle=True
@@ -89,11 +90,20 @@ class Renderer:
 
     def label(self, key: str, locale: str, params: dict[str, Any] | None = None) -> str:
         """A button label: a macro in ``templates/buttons*.j2`` (one file per area)."""
+        if not params:
+            return self._plain_label(key, locale)
+        return self._label(key, locale, params)
+
+    @cache  # noqa: B019 - a label without parameters is the same text every time
+    def _plain_label(self, key: str, locale: str) -> str:
+        return self._label(key, locale, {})
+
+    def _label(self, key: str, locale: str, params: dict[str, Any]) -> str:
         env = self.env(locale)
         for name in self.button_files():
             macro = getattr(env.get_template(name).module, key, None)
             if macro is not None:
-                return str(macro(**(params or {}))).strip()
+                return str(macro(**params)).strip()
         raise KeyError(f"no button label {key!r} in templates/buttons*.j2")
 
     @cache  # noqa: B019

@@ -211,11 +211,19 @@ def warm_up() -> None:
     _common_font()
 
 
+_WARMING: list[threading.Thread] = []  # the warm-up thread, once started
+_WARM_LOCK = threading.Lock()  # not _FONT_LOCK: the warm-up holds that for seconds
+
+
 def warm_up_soon() -> None:
-    """Warm up in a background thread unless done: a report was submitted, so a sign-off
-    (and its PDF, made inside the customer's transaction) is likely to follow."""
-    if not _COMMON_FONT:
-        threading.Thread(target=warm_up, name="fieldbot-pdf-warm-up", daemon=True).start()
+    """Warm up in a background thread unless done or under way: a report was submitted, so a
+    sign-off (and its PDF, made inside the customer's transaction) is likely to follow."""
+    with _WARM_LOCK:
+        if _COMMON_FONT or _WARMING:
+            return
+        thread = threading.Thread(target=warm_up, name="fieldbot-pdf-warm-up", daemon=True)
+        _WARMING.append(thread)
+    thread.start()
 
 
 @cache

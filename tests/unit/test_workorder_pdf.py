@@ -144,3 +144,28 @@ def test_long_work_breaks_onto_more_pages() -> None:
 def test_the_font_comes_with_the_project() -> None:
     path, _ = find_font()
     assert path.exists() and "site-packages" in str(path)  # the PyPI package, not the OS
+
+
+def test_reports_submitted_while_the_font_warms_up_start_one_warm_up(monkeypatch) -> None:
+    """Every submitted report asks for a warm-up; while one runs, no second thread starts
+    (each would parse the font again, in the bot's process)."""
+    import threading
+
+    from bot.services import workorder_pdf
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_warm_up() -> None:
+        calls.append(1)
+        release.wait(5)
+
+    monkeypatch.setattr(workorder_pdf, "warm_up", slow_warm_up)
+    monkeypatch.setattr(workorder_pdf, "_COMMON_FONT", [])
+    monkeypatch.setattr(workorder_pdf, "_WARMING", [])
+    for _ in range(5):
+        workorder_pdf.warm_up_soon()
+    release.set()
+    workorder_pdf._WARMING[0].join(5)
+    assert calls == [1]
+    assert len(workorder_pdf._WARMING) == 1
