@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, inspect, select
+from sqlalchemy.orm.util import identity_key
 
 from bot.core.enums import HELD_DISPATCH_STATUSES, DispatchStatus, Role
 from bot.db.models import Customer, Dispatch, DispatchEvent, Equipment, Site, User
@@ -237,19 +238,36 @@ async def create_linked_dispatch(
     return child
 
 
+# Built once: a job step loads its dispatch on every update.
+_DISPATCH = (
+    select(Dispatch, Site, Customer)
+    .join(Site, Site.id == Dispatch.site_id)
+    .join(Customer, Customer.id == Dispatch.customer_id)
+    .where(Dispatch.id == bindparam("dispatch_id"))
+)
+_DISPATCH_LOCKED = _DISPATCH.with_for_update(of=Dispatch)
+
+
 async def get_dispatch(uow: UnitOfWork, dispatch_id: int, *, lock: bool = False) -> Dispatch | None:
     """The dispatch; its site and customer come in the same query (most steps need them, and
-    ``site_of``/``customer_of`` then find them in the session without a query of their own)."""
-    stmt = (
-        select(Dispatch, Site, Customer)
-        .join(Site, Site.id == Dispatch.site_id)
-        .join(Customer, Customer.id == Dispatch.customer_id)
-        .where(Dispatch.id == dispatch_id)
-    )
-    if lock:
-        stmt = stmt.with_for_update(of=Dispatch)
-    row = (await uow.session.execute(stmt)).first()
-    return row[0] if row is not None else None
+    ``site_of``/``customer_of`` then find them in the session without a query of their own).
+
+    A dispatch this unit of work already holds is returned as it is, without a query (a
+    query would return that same object anyway: the session never reloads one it holds).
+    """
+    session = uow.session
+    if not lock:
+        held = session.identity_map.get(identity_key(Dispatch, dispatch_id))
+        if held is not None and not inspect(held).expired_attributes:
+            return held
+    stmt = _DISPATCH_LOCKED if lock else _DISPATCH
+    row = (await session.execute(stmt, {"dispatch_id": dispatch_id})).first()
+    if row is None:
+        return None
+    # The session keeps objects only while something refers to them: hold the site and
+    # customer for as long as the unit of work lasts, so site_of/customer_of find them.
+    session.info.setdefault("held", []).extend(row[1:])
+    return row[0]
 
 
 async def site_of(uow: UnitOfWork, dispatch: Dispatch) -> Site:

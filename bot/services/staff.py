@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from bot.core.enums import Role, ServiceType
 from bot.db.models import Invite, Organisation, Qualification, User
@@ -175,10 +175,13 @@ async def redeem_invite(
     return Redeem.OK, user
 
 
+_BY_TELEGRAM = select(User).where(  # built once: every update starts with it
+    User.telegram_id == bindparam("telegram_id"), User.active.is_(True)
+)
+
+
 async def user_by_telegram(uow: UnitOfWork, telegram_id: int) -> User | None:
-    return await uow.session.scalar(
-        select(User).where(User.telegram_id == telegram_id, User.active.is_(True))
-    )
+    return await uow.session.scalar(_BY_TELEGRAM, {"telegram_id": telegram_id})
 
 
 async def staff_with_role(uow: UnitOfWork, *roles: Role) -> list[User]:
