@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, inspect, select
+from sqlalchemy import Table, bindparam, func, insert, inspect, select
 from sqlalchemy.orm.util import identity_key
 
 from bot.core.enums import HELD_DISPATCH_STATUSES, DispatchStatus, Role
@@ -13,6 +13,8 @@ from bot.db.models import Customer, Dispatch, DispatchEvent, Equipment, Site, Us
 from bot.services.errors import FieldError
 from bot.services.intake import CleanDispatch
 from bot.services.uow import UnitOfWork
+
+_ADD_EVENT = insert(cast(Table, DispatchEvent.__table__))
 
 # One transition table for the dispatch status machine.
 TRANSITIONS: dict[DispatchStatus, frozenset[DispatchStatus]] = {
@@ -81,27 +83,32 @@ async def record(
     latitude: float | None = None,
     longitude: float | None = None,
     **data: Any,
-) -> DispatchEvent:
-    """Append to the dispatch's history and, with ``to_status``, move it (checked)."""
+) -> None:
+    """Append to the dispatch's history and, with ``to_status``, move it (checked).
+
+    The history row is a plain insert built once (most job steps add one)."""
     from_status = dispatch.status
     if to_status is not None:
         allowed = TRANSITIONS[DispatchStatus(from_status)]
         if to_status not in allowed:
             raise IllegalTransition(f"{from_status} -> {to_status}")
         dispatch.status = to_status.value
-    event = DispatchEvent(
-        dispatch_id=dispatch.id,
-        at=uow.clock.now(),
-        actor_id=actor.id if actor else None,
-        kind=kind,
-        from_status=from_status,
-        to_status=to_status.value if to_status else None,
-        latitude=latitude,
-        longitude=longitude,
-        data=data,
+    if dispatch.id is None:
+        await uow.session.flush()  # a dispatch created in this unit of work gets its id
+    await uow.session.execute(
+        _ADD_EVENT,
+        {
+            "dispatch_id": dispatch.id,
+            "at": uow.clock.now(),
+            "actor_id": actor.id if actor else None,
+            "kind": kind,
+            "from_status": from_status,
+            "to_status": to_status.value if to_status else None,
+            "latitude": latitude,
+            "longitude": longitude,
+            "data": data,
+        },
     )
-    uow.session.add(event)
-    return event
 
 
 async def find_engineer(uow: UnitOfWork, staff_no: str) -> User | None:

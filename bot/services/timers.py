@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.core.enums import TimerStatus
 from bot.db.models import Timer
 from bot.services.uow import UnitOfWork
+
+# Plain statements built once: job steps schedule and cancel timers on most updates.
+TIMERS = cast(Table, Timer.__table__)
+_ADD = insert(TIMERS)
+_CANCEL = (
+    update(TIMERS)
+    .where(TIMERS.c.subject == bindparam("b_subject"), TIMERS.c.status == TimerStatus.PENDING.value)
+    .values(status=TimerStatus.CANCELLED.value)
+)
+_CANCEL_KINDS = _CANCEL.where(TIMERS.c.kind.in_(bindparam("b_kinds", expanding=True)))
 
 
 async def schedule(
@@ -20,32 +31,40 @@ async def schedule(
     subject: str,
     due_at: datetime,
     payload: dict[str, Any] | None = None,
-) -> Timer:
-    """Add a timer that fires once at ``due_at`` (committed or rolled back with the caller)."""
-    timer = Timer(
-        kind=kind,
-        subject=subject,
-        due_at=due_at,
-        payload=payload or {},
-        status=TimerStatus.PENDING,
-        attempts=0,
-        created_at=uow.clock.now(),
-    )
-    uow.session.add(timer)
-    await uow.session.flush()
-    return timer
+) -> int:
+    """Add a timer that fires once at ``due_at`` (committed or rolled back with the caller);
+    returns its id."""
+    row = {
+        "kind": kind,
+        "subject": subject,
+        "due_at": due_at,
+        "payload": payload or {},
+        "status": TimerStatus.PENDING.value,
+        "attempts": 0,
+        "created_at": uow.clock.now(),
+    }
+    result = await uow.session.execute(_ADD, row)
+    return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
 
 
 async def cancel(uow: UnitOfWork, *, subject: str, kinds: tuple[str, ...] = ()) -> int:
     """Cancel pending timers of ``subject`` (only ``kinds`` when given); returns how many.
 
-    An ORM update: Timer objects already in the session see the change too (the sweep relies
-    on it when an action cancels a timer of its own batch).
+    Timer objects this unit of work already holds see the change too (the sweep relies on it
+    when an action cancels a timer of its own batch).
     """
-    stmt = update(Timer).where(Timer.subject == subject, Timer.status == TimerStatus.PENDING)
     if kinds:
-        stmt = stmt.where(Timer.kind.in_(kinds))
-    result = await uow.session.execute(stmt.values(status=TimerStatus.CANCELLED))
+        result = await uow.session.execute(_CANCEL_KINDS, {"b_subject": subject, "b_kinds": kinds})
+    else:
+        result = await uow.session.execute(_CANCEL, {"b_subject": subject})
+    for held in list(uow.session.identity_map.values()):
+        if (
+            isinstance(held, Timer)
+            and held.subject == subject
+            and held.status == TimerStatus.PENDING
+            and (not kinds or held.kind in kinds)
+        ):
+            set_committed_value(held, "status", TimerStatus.CANCELLED.value)
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -48,11 +48,11 @@ async def firings(services, n: int | None = None) -> int:
 
 async def add_probe(services, n: int, due_at: datetime, kind: str = PROBE) -> int:
     async with services.uow() as uow:
-        timer = await timers.schedule(
+        timer_id = await timers.schedule(
             uow, kind=kind, subject=f"test:{n}", due_at=due_at, payload={"n": n}
         )
         await uow.commit()
-        return timer.id
+        return timer_id
 
 
 async def timer_row(services, timer_id: int) -> Timer:
