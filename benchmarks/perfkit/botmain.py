@@ -84,7 +84,7 @@ def count_sql(path: str) -> None:
 
 
 async def run_fieldbot() -> None:
-    from bot.bootstrap import FieldBot, freeze_startup_heap
+    from bot.bootstrap import FieldBot, settle_process
     from bot.config import load_settings
     from bot.logs import setup_logging
 
@@ -92,7 +92,7 @@ async def run_fieldbot() -> None:
     setup_logging(settings.log_level)
     bot = FieldBot(settings)
     await bot.start()
-    freeze_startup_heap()  # as `fieldbot run` does
+    settle_process()  # as `fieldbot run` does
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
