@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, select, update
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,40 +71,52 @@ class Claimed:
     attempts: int  # including this one
 
 
-async def claim(
-    session: AsyncSession, now: datetime, lease: timedelta, limit: int
-) -> list[Claimed]:
-    """Claim the oldest pending update of each chat nobody else is working on."""
+def _claim_statement(*, lock: bool) -> Any:
+    """The oldest pending update of each chat nobody is working on (built once per kind)."""
+    now = bindparam("now", type_=INBOX.c.locked_until.type)
+    pending = INBOX.c.status == InboxStatus.PENDING.value
     busy = (
         select(INBOX.c.chat_id)
-        .where(INBOX.c.status == InboxStatus.PENDING.value, INBOX.c.locked_until > now)
+        .where(pending, INBOX.c.locked_until > now)
         .where(INBOX.c.chat_id.is_not(None))
     )
     heads = (
         select(func.min(INBOX.c.update_id))
-        .where(INBOX.c.status == InboxStatus.PENDING.value)
+        .where(pending)
         .group_by(INBOX.c.chat_id)
         .having(~func.coalesce(INBOX.c.chat_id, -1).in_(busy))
     )
     candidates = (
         select(INBOX.c.update_id, INBOX.c.payload, INBOX.c.attempts)
         .where(INBOX.c.update_id.in_(heads))
-        .where(and_(INBOX.c.status == InboxStatus.PENDING.value))
+        .where(and_(pending))
         .where((INBOX.c.locked_until.is_(None)) | (INBOX.c.locked_until <= now))
         .order_by(INBOX.c.update_id)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    rows = (await session.execute(candidates)).all()
+    return candidates.with_for_update(skip_locked=True) if lock else candidates
+
+
+_CLAIM = _claim_statement(lock=False)
+_CLAIM_LOCKED = _claim_statement(lock=True)  # PostgreSQL: skip rows another worker claims
+_LEASE = (
+    update(INBOX)
+    .where(INBOX.c.update_id.in_(bindparam("ids", expanding=True)))
+    .values(locked_until=bindparam("until"), attempts=INBOX.c.attempts + 1)
+)
+
+
+async def claim(
+    session: AsyncSession, now: datetime, lease: timedelta, limit: int
+) -> list[Claimed]:
+    """Claim the oldest pending update of each chat nobody else is working on."""
+    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+    stmt = _CLAIM_LOCKED if postgres else _CLAIM
+    rows = (await session.execute(stmt, {"now": now, "limit": limit})).all()
     if not rows:
         return []
-    await session.execute(
-        update(INBOX)
-        .where(INBOX.c.update_id.in_([row.update_id for row in rows]))
-        .values(locked_until=now + lease, attempts=INBOX.c.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
+    ids = [row.update_id for row in rows]
+    await session.execute(_LEASE, {"ids": ids, "until": now + lease})
     return [Claimed(int(r.update_id), r.payload, int(r.attempts) + 1) for r in rows]
 
 

@@ -47,6 +47,53 @@ CLAIMED = (
 )
 
 
+def _claim_statement(*, lock: bool) -> Any:
+    """The head message of each chat that may send now, and button answers (built once)."""
+    now = bindparam("now", type_=OUTBOX.c.not_before.type)
+    pending = OUTBOX.c.status == OutboxStatus.PENDING.value
+    ordered = OUTBOX.c.method.not_in(UNORDERED)
+    busy = select(OUTBOX.c.chat_id).where(pending, ordered, OUTBOX.c.locked_until > now)
+    # A message held back by quiet hours (never tried, not yet allowed) is not the chat's
+    # head: an urgent one written after it goes now. Retries keep their place.
+    held = (OUTBOX.c.attempts == 0) & (OUTBOX.c.not_before > now)
+    heads = (
+        select(func.min(OUTBOX.c.id))
+        .where(pending, ordered, ~held)
+        .group_by(OUTBOX.c.chat_id)
+        .having(~OUTBOX.c.chat_id.in_(busy))
+    )
+    # Button answers stop the client's spinner: they never wait behind a chat's queue.
+    answers = select(OUTBOX.c.id).where(pending, OUTBOX.c.method.in_(UNORDERED))
+    stmt = (
+        select(*CLAIMED)
+        .where(OUTBOX.c.id.in_(heads) | OUTBOX.c.id.in_(answers), OUTBOX.c.not_before <= now)
+        .where((OUTBOX.c.locked_until.is_(None)) | (OUTBOX.c.locked_until <= now))
+        .where(OUTBOX.c.id.not_in(bindparam("mine", expanding=True)))
+        .order_by(OUTBOX.c.priority, OUTBOX.c.id)
+        .limit(bindparam("limit"))
+    )
+    return stmt.with_for_update(skip_locked=True) if lock else stmt
+
+
+_CLAIM = _claim_statement(lock=False)
+_CLAIM_LOCKED = _claim_statement(lock=True)  # PostgreSQL: skip rows another sender claims
+_LEASE = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(locked_until=bindparam("until", type_=OUTBOX.c.locked_until.type))
+)
+_EDITED = (  # the message id an edit refers to: the newest sent message with its ref
+    select(OUTBOX.c.message_id)
+    .where(
+        OUTBOX.c.ref == bindparam("ref"),
+        OUTBOX.c.chat_id == bindparam("chat"),
+        OUTBOX.c.status == OutboxStatus.SENT.value,
+    )
+    .order_by(OUTBOX.c.id.desc())
+    .limit(1)
+)
+
+
 @dataclass
 class Claimed:
     """An outbox row taken for sending (a plain row: claiming builds no ORM objects)."""
@@ -147,47 +194,18 @@ class OutboxSender(Worker):
                 await uow.commit(wake=False)
                 self.owned -= recorded
                 return []
-            pending = OUTBOX.c.status == OutboxStatus.PENDING.value
-            ordered = OUTBOX.c.method.not_in(UNORDERED)
-            busy = select(OUTBOX.c.chat_id).where(pending, ordered, OUTBOX.c.locked_until > now)
-            # A message held back by quiet hours (never tried, not yet allowed) is not the
-            # chat's head: an urgent one written after it goes now. Retries keep their place.
-            held = (OUTBOX.c.attempts == 0) & (OUTBOX.c.not_before > now)
-            heads = (
-                select(func.min(OUTBOX.c.id))
-                .where(pending, ordered, ~held)
-                .group_by(OUTBOX.c.chat_id)
-                .having(~OUTBOX.c.chat_id.in_(busy))
-            )
-            # Button answers stop the client's spinner: they never wait behind a chat's queue.
-            answers = select(OUTBOX.c.id).where(pending, OUTBOX.c.method.in_(UNORDERED))
-            stmt = (
-                select(*CLAIMED)
-                .where(
-                    OUTBOX.c.id.in_(heads) | OUTBOX.c.id.in_(answers), OUTBOX.c.not_before <= now
-                )
-                .where((OUTBOX.c.locked_until.is_(None)) | (OUTBOX.c.locked_until <= now))
-                .order_by(OUTBOX.c.priority, OUTBOX.c.id)
-                .limit(limit)
-            )
-            mine = self.owned - recorded
-            if mine:  # still ours (being sent, or sent and not recorded): not again
-                stmt = stmt.where(OUTBOX.c.id.not_in(mine))
-            if session.bind is not None and session.bind.dialect.name == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
+            mine = sorted(self.owned - recorded)  # being sent, or sent and unrecorded: not again
+            postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+            stmt = _CLAIM_LOCKED if postgres else _CLAIM
+            params = {"now": now, "limit": limit, "mine": mine}
             rows = []
-            for found in await session.execute(stmt):
+            for found in await session.execute(stmt, params):
                 row = Claimed(*found)
                 if row.method not in UNTHROTTLED and self._chat_bucket(row.chat_id).wait_time() > 0:
                     continue
                 rows.append(row)
             if rows:
-                await session.execute(
-                    update(OUTBOX)
-                    .where(OUTBOX.c.id.in_([row.id for row in rows]))
-                    .values(locked_until=now + LEASE)
-                    .execution_options(synchronize_session=False)
-                )
+                await session.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + LEASE})
             await self._resolve_edits(session, rows)
             await uow.commit(wake=False)
             self.owned -= recorded
@@ -245,16 +263,7 @@ class OutboxSender(Worker):
         """Fill in the message id each edit refers to; an edit of a message that never went
         out is marked failed instead of sent."""
         for row in [r for r in rows if r.edit_of]:
-            message_id = await session.scalar(
-                select(OUTBOX.c.message_id)
-                .where(
-                    OUTBOX.c.ref == row.edit_of,
-                    OUTBOX.c.chat_id == row.chat_id,
-                    OUTBOX.c.status == OutboxStatus.SENT.value,
-                )
-                .order_by(OUTBOX.c.id.desc())
-                .limit(1)
-            )
+            message_id = await session.scalar(_EDITED, {"ref": row.edit_of, "chat": row.chat_id})
             if message_id is None:
                 await _record(
                     session,
@@ -334,6 +343,9 @@ class OutboxSender(Worker):
         self.done.append({"id": row.id, "locked_until": None, **values})
 
 
+_RECORD: dict[tuple[str, ...], Any] = {}
+
+
 async def _record(session: AsyncSession, done: list[dict[str, object]]) -> None:
     """One executemany UPDATE per shape of outcome (sent, retry later, failed …)."""
     shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
@@ -341,10 +353,12 @@ async def _record(session: AsyncSession, done: list[dict[str, object]]) -> None:
         shapes.setdefault(tuple(sorted(values)), []).append(values)
     for keys, same in shapes.items():
         columns = [k for k in keys if k != "id"]
-        stmt = (
-            update(OUTBOX)
-            .where(OUTBOX.c.id == bindparam("row_id"))
-            .values({k: bindparam(f"new_{k}") for k in columns})
-        )
+        stmt = _RECORD.get(keys)
+        if stmt is None:  # a handful of shapes: each built once
+            stmt = _RECORD[keys] = (
+                update(OUTBOX)
+                .where(OUTBOX.c.id == bindparam("row_id"))
+                .values({k: bindparam(f"new_{k}") for k in columns})
+            )
         params = [{"row_id": v["id"], **{f"new_{k}": v[k] for k in columns}} for v in same]
         await session.execute(stmt, params)
