@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.core.callbacks import cb
 from bot.core.enums import (
@@ -202,14 +203,19 @@ async def _pending_offer(uow: UnitOfWork, offer_id: int, engineer: User) -> tupl
 
 async def _close_offer(uow: UnitOfWork, offer: Offer, status: OfferStatus) -> bool:
     """Atomically move a pending offer to ``status``; False if someone got there first."""
+    now = uow.clock.now()
     result = await uow.session.execute(
         update(Offer)
         .where(Offer.id == offer.id, Offer.status == OfferStatus.PENDING.value)
-        .values(status=status.value, answered_at=uow.clock.now())
+        .values(status=status.value, answered_at=now)
         .execution_options(synchronize_session=False)
     )
-    await uow.session.refresh(offer)
-    return bool(getattr(result, "rowcount", 0))
+    if not getattr(result, "rowcount", 0):
+        await uow.session.refresh(offer)  # someone got there first: see what they did
+        return False
+    set_committed_value(offer, "status", status.value)  # what the row now holds
+    set_committed_value(offer, "answered_at", now)
+    return True
 
 
 async def accept(uow: UnitOfWork, engineer: User, offer_id: int) -> Dispatch:
@@ -225,7 +231,7 @@ async def accept(uow: UnitOfWork, engineer: User, offer_id: int) -> Dispatch:
         uow, offer, OfferStatus.ACCEPTED
     ):
         raise DomainError("err_offer_closed", status="taken")
-    await uow.session.refresh(dispatch)
+    set_committed_value(dispatch, "engineer_id", engineer.id)  # what the row now holds
     now = uow.clock.now()
     dispatch.accepted_at = now
     await svc.record(uow, dispatch, "accepted", actor=engineer, to_status=DispatchStatus.ACCEPTED)
