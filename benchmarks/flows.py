@@ -55,7 +55,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--runtimes", default="aiogram,ptb", help="aiogram,ptb")
     parser.add_argument("--databases", default="sqlite,postgresql", help="sqlite,postgresql")
-    parser.add_argument("--kinds", default="fieldbot,bare", help="fieldbot,bare")
+    parser.add_argument(
+        "--kinds",
+        default="fieldbot,bare",
+        help="fieldbot,bare[,bare-aiohttp]: bare-aiohttp is bare PTB on fieldbot's PTB transport",
+    )
     parser.add_argument(
         "--pg-admin-url",
         default=dbs.PG_ADMIN_URL,
@@ -135,36 +139,40 @@ HEADERS = [
 def overhead_rows(results: list[Result]) -> list[list[object]]:
     rows = []
     bares = {
-        (r.config.runtime, r.config.db_url, r.config.engineers): r
+        (r.config.kind, r.config.runtime, r.config.db_url, r.config.engineers): r
         for r in results
-        if r.config.kind == "bare"
+        if r.config.kind.startswith("bare")
     }
     for r in results:
         c = r.config
         if c.kind != "fieldbot":
             continue
         runtime, db, n = c.runtime, c.db_url, c.engineers
-        bare = bares.get((runtime, db, n))
-        if bare is None or not bare.throughput or not bare.per_cpu_second:
-            continue
-        wall = r.throughput / bare.throughput
-        cpu = r.per_cpu_second / bare.per_cpu_second
-        rows.append(
-            [
-                c.name,
-                runtime,
-                dbs.label(db),
-                n,
-                f"{r.throughput:.0f}",
-                f"{bare.throughput:.0f}",
-                f"{wall:.2f}",
-                f"{r.per_cpu_second:.0f}",
-                f"{bare.per_cpu_second:.0f}",
-                f"{cpu:.2f}",
-                "yes" if min(wall, cpu) >= 0.6 else "no",
-            ]
-        )
+        for kind in ("bare", "bare-aiohttp"):
+            bare = bares.get((kind, runtime, db, n))
+            if bare is None or not bare.throughput or not bare.per_cpu_second:
+                continue
+            rows.append(_overhead_row(r, bare))
     return rows
+
+
+def _overhead_row(r: Result, bare: Result) -> list[object]:
+    c = r.config
+    wall = r.throughput / bare.throughput
+    cpu = r.per_cpu_second / bare.per_cpu_second
+    return [
+        f"{c.name} vs {bare.config.kind}",
+        c.runtime,
+        dbs.label(c.db_url),
+        c.engineers,
+        f"{r.throughput:.0f}",
+        f"{bare.throughput:.0f}",
+        f"{wall:.2f}",
+        f"{r.per_cpu_second:.0f}",
+        f"{bare.per_cpu_second:.0f}",
+        f"{cpu:.2f}",
+        "yes" if min(wall, cpu) >= 0.6 else "no",
+    ]
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -206,6 +214,7 @@ async def main(args: argparse.Namespace) -> int:
         for url in urls
         for runtime in _list(args.runtimes)
         for kind, patches in variants  # fieldbot and its bare twin back to back
+        if kind != "bare-aiohttp" or runtime == "ptb"  # aiogram is on aiohttp already
     ]
     results: list[Result] = []
     profiles = Path(tempfile.mkdtemp(prefix="fieldbot-profiles-"))

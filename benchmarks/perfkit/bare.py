@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from datetime import UTC, datetime
 from typing import Any
@@ -118,15 +119,21 @@ async def run_ptb(token: str, api_url: str, db_url: str) -> None:
         await write(engine, update.update_id, chat_id, "button")
         await context.bot.send_message(chat_id, "ok", reply_markup=markup)
 
-    app: Any = (
+    builder = (
         Application.builder()
         .token(token)
         .base_url(f"{api_url}/bot")
         .base_file_url(f"{api_url}/file/bot")
         .concurrent_updates(True)
         .job_queue(None)
-        .build()
     )
+    if os.environ.get("PERF_BARE_TRANSPORT") == "aiohttp":  # the transport fieldbot's PTB uses
+        from bot.runtime.ptb_aiohttp import AiohttpRequest
+
+        builder = builder.request(AiohttpRequest()).get_updates_request(
+            AiohttpRequest(connections=1)
+        )
+    app: Any = builder.build()
     app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, on_message))
     app.add_handler(CallbackQueryHandler(on_query))
     stop = _stop_event()

@@ -47,7 +47,7 @@ UNTHROTTLED = {"send_global_rate": 100_000, "send_chat_rate": 1_000, "send_chat_
 
 @dataclass
 class Config:
-    kind: str  # "fieldbot" or "bare"
+    kind: str  # "fieldbot", "bare", or "bare-aiohttp" (bare PTB on fieldbot's aiohttp transport)
     runtime: str  # "aiogram" or "ptb"
     db_url: str
     engineers: int
@@ -274,6 +274,8 @@ async def run(cfg: Config) -> Result:
                 proc.settings["perf_sql_stats"] = str(proc.folder / "sql.json")
             if cfg.patches and cfg.kind == "fieldbot":
                 proc.settings["perf_patches"] = ",".join(cfg.patches)
+            if cfg.kind == "bare-aiohttp":
+                proc.settings["perf_bare_transport"] = "aiohttp"
             procs.append(proc)
         for proc in procs:  # one at a time: each upgrades nothing, but registers its webhook
             await proc.start()
