@@ -119,9 +119,11 @@ class FieldBot:
         self.sender = OutboxSender(
             self.services, self.runtime, on_permanent_failure=self._delivery_failed
         )
+        # A commit may have queued messages: the sender looks. New updates wake the processor
+        # where they arrive (poller, webhook); a handler's commit does not (its own task's end
+        # does, and a claim round per commit found nothing new most of the time).
         self.services.after_commit.append(self.sender.wake.set)
-        self.services.after_commit.append(self.processor.wake.set)
-        self.poller = Poller(self.services, self.runtime)
+        self.poller = Poller(self.services, self.runtime, on_stored=self.processor.wake.set)
         self.sweep_lock = asyncio.Lock()
         self.scheduler = build_scheduler(self.services, lock=self.sweep_lock)
         self.http_server: uvicorn.Server | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,11 +23,19 @@ class Poller(Worker):
 
     idle = 0.0
 
-    def __init__(self, services: Services, runtime: Runtime, *, timeout: int = 25) -> None:
+    def __init__(
+        self,
+        services: Services,
+        runtime: Runtime,
+        *,
+        timeout: int = 25,
+        on_stored: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.services = services
         self.runtime = runtime
         self.timeout = timeout
+        self.on_stored = on_stored  # the inbox processor's wake-up
         self.offset: int | None = None
         self.started = False
         self.backoff = 0.5
@@ -67,6 +76,8 @@ class Poller(Worker):
             return 0
         async with self.services.uow() as uow:
             await inbox.store(uow.session, updates, uow.clock.now())
-            await uow.commit()
+            await uow.commit(wake=False)
+        if self.on_stored is not None:
+            self.on_stored()
         self.offset = max(int(u["update_id"]) for u in updates) + 1
         return len(updates)
