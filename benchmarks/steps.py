@@ -23,18 +23,18 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # perfkit, as the other scripts
 
+from perfkit.dbs import pg_scratch_url, reset, sqlite_url
+from perfkit.flowrun import SITE, dispatch_body
 from sqlalchemy import event, select
 
-from benchmarks.perfkit.dbs import pg_scratch_url, reset, sqlite_url
 from bot.bootstrap import build_services
 from bot.config import load_settings
-from bot.core.clock import FakeClock
 from bot.core.events import Event, Kind
 from bot.db.models import Offer, Outbox
 from bot.flows.intake import create_dispatch
@@ -43,7 +43,6 @@ from bot.services import inbox
 from bot.services.context import Services
 from bot.services.staff import add_staff, redeem_invite
 
-SITE = (31.2304, 121.4737)
 _ids = itertools.count(1)
 
 
@@ -85,7 +84,6 @@ async def _buttons(services: Services, chat_id: int, prefix: str) -> list[str]:
 async def _setup(services: Services, n: int) -> list[tuple[int, int]]:
     """N engineers on board, each with one dispatch offered; (telegram id, dispatch id)."""
     out = []
-    start = services.clock.now() + timedelta(minutes=30)
     for i in range(n):
         tg = 10_000 + i
         async with services.uow() as uow:
@@ -94,21 +92,7 @@ async def _setup(services: Services, n: int) -> list[tuple[int, int]]:
         async with services.uow() as uow:
             await redeem_invite(uow, code=new.code, telegram_id=tg, chat_id=tg, language="en")
             await uow.commit()
-        fields = {
-            "customer": f"Customer {i}",
-            "contact_name": "Li Na",
-            "contact_phone": "+86 138 0013 8000",
-            "address": f"{i} Century Avenue, Pudong",
-            "latitude": SITE[0],
-            "longitude": SITE[1],
-            "equipment_model": "CH-200 chiller",
-            "quantity": 1,
-            "serials": ["SN-1001"],
-            "service_type": "repair",
-            "window_start": start.isoformat(),
-            "window_end": (start + timedelta(hours=3)).isoformat(),
-            "engineer": str(new.user.staff_no),
-        }
+        fields = dispatch_body(str(new.user.staff_no), f"SN-{i}")
         async with services.uow() as uow:
             dispatch = await create_dispatch(uow, fields, source="api")
             await uow.commit()
@@ -183,7 +167,7 @@ async def run(
         offer_timeout="1d",
         bot_username="fieldbot_bench_bot",
     )
-    services = build_services(settings, clock=FakeClock())
+    services = build_services(settings)  # the real clock, as dispatch_body dates the window
     engine = services.sessionmaker.kw["bind"]
     walks = await _setup(services, n)
     counters = Counters()
