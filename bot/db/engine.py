@@ -68,5 +68,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def dialect_of(session: AsyncSession) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the database a session talks to (for the few
+    statements that differ, such as upserts and ``FOR UPDATE SKIP LOCKED``)."""
+    return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)

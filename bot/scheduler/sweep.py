@@ -27,6 +27,7 @@ from sqlalchemy import select, text, update
 
 from bot.core.enums import Priority, Role, TimerStatus
 from bot.core.messages import Msg
+from bot.db.engine import dialect_of
 from bot.db.models import Timer
 from bot.scheduler.registry import ACTIONS, RECURRING
 from bot.services import timers
@@ -42,8 +43,7 @@ _RECURRING_LOCK = 0x5F1E1D07  # pg_advisory_xact_lock key: one ensure_recurring 
 
 
 def _is_postgres(uow: UnitOfWork) -> bool:
-    bind = uow.session.bind
-    return bind is not None and bind.dialect.name == "postgresql"
+    return dialect_of(uow.session) == "postgresql"
 
 
 def recurring_subject(kind: str) -> str:

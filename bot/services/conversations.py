@@ -13,8 +13,8 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.db.engine import dialect_of
 from bot.db.models import Conversation
 from bot.services.uow import UnitOfWork
 
@@ -35,10 +35,6 @@ def _upsert(insert: Any) -> Any:
 _ENTER = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind is not None else "sqlite"
-
-
 @dataclass(frozen=True)
 class Step:
     flow: str
@@ -56,7 +52,7 @@ async def current(uow: UnitOfWork, user_id: int) -> Step | None:
 async def enter(uow: UnitOfWork, user_id: int, flow: str, step: str, **data: Any) -> None:
     """Put the user at ``flow``/``step``; free text is then read as that step's answer."""
     await uow.session.execute(
-        _ENTER[_dialect(uow.session)],
+        _ENTER[dialect_of(uow.session)],
         {
             "user_id": user_id,
             "flow": flow,

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import InboxStatus
+from bot.db.engine import dialect_of
 from bot.db.models import Inbox
 
 # Core, not the ORM: the inbox is on every update's path, and plain statements on the table
@@ -55,8 +56,7 @@ async def store(session: AsyncSession, updates: list[dict[str, Any]], now: datet
         }
         for u in updates
     ]
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
     stmt = insert(INBOX).values(rows).on_conflict_do_nothing(index_elements=["update_id"])
     result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
@@ -110,8 +110,7 @@ async def claim(
     session: AsyncSession, now: datetime, lease: timedelta, limit: int
 ) -> list[Claimed]:
     """Claim the oldest pending update of each chat nobody else is working on."""
-    postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
-    stmt = _CLAIM_LOCKED if postgres else _CLAIM
+    stmt = _CLAIM_LOCKED if dialect_of(session) == "postgresql" else _CLAIM
     rows = (await session.execute(stmt, {"now": now, "limit": limit})).all()
     if not rows:
         return []
@@ -160,8 +159,7 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
         "received_at": now,
         "done_at": now,
     }
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    insert = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
     # Values as parameters, not in the statement: a multi-VALUES insert is compiled afresh
     # on every call (SQLAlchemy cannot cache it), a parametrised one once.
     stmt = insert(INBOX).on_conflict_do_nothing(index_elements=["update_id"])

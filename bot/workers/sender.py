@@ -14,6 +14,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus
+from bot.db.engine import dialect_of
 from bot.db.models import Outbox
 from bot.runtime.base import (
     NotModified,
@@ -195,8 +196,7 @@ class OutboxSender(Worker):
                 self.owned -= recorded
                 return []
             mine = sorted(self.owned - recorded)  # being sent, or sent and unrecorded: not again
-            postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
-            stmt = _CLAIM_LOCKED if postgres else _CLAIM
+            stmt = _CLAIM_LOCKED if dialect_of(session) == "postgresql" else _CLAIM
             params = {"now": now, "limit": limit, "mine": mine}
             rows = []
             for found in await session.execute(stmt, params):
