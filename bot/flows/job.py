@@ -75,6 +75,18 @@ def require(dispatch: Dispatch, *statuses: DispatchStatus) -> None:
         raise DomainError("err_job_state", number=dispatch.number, status=dispatch.status)
 
 
+async def _ask_location(uow: UnitOfWork, engineer: User, dispatch: Dispatch) -> None:
+    """The check-in prompt with the location button (the answer the arrival step wants)."""
+    await uow.out.send(
+        Msg(
+            "job_share_location",
+            {"number": dispatch.number},
+            user_id=engineer.id,
+            keyboard=((KeyButton("share_location", request_location=True),),),
+        )
+    )
+
+
 async def _tz(uow: UnitOfWork, dispatch: Dispatch) -> str:
     return svc.site_timezone(await svc.site_of(uow, dispatch), uow.settings.timezone)
 
@@ -404,14 +416,7 @@ async def prompt_arrival(
             buttons=((Button.of("on_my_way", cb("job", dispatch.id, "way")),),),
         )
     )
-    await uow.out.send(
-        Msg(
-            "job_share_location",
-            {"number": dispatch.number},
-            user_id=engineer.id,
-            keyboard=((KeyButton("share_location", request_location=True),),),
-        )
-    )
+    await _ask_location(uow, engineer, dispatch)
 
 
 # ---- step 3: on my way ------------------------------------------------------------------------
@@ -997,14 +1002,7 @@ async def remind(uow: UnitOfWork, engineer: User, step: str, dispatch_id: int) -
     buttons: tuple[tuple[Button, ...], ...] | None = None
     if step == "arrival":
         # A location (or a typed address) is wanted: the location button is the answer.
-        await uow.out.send(
-            Msg(
-                "job_share_location",
-                {"number": dispatch.number},
-                user_id=engineer.id,
-                keyboard=((KeyButton("share_location", request_location=True),),),
-            )
-        )
+        await _ask_location(uow, engineer, dispatch)
         return
     if step == "contact":
         buttons = ((Button.of("reached_customer", cb("job", dispatch.id, "ctd")),),)
