@@ -17,6 +17,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def help_update(update_id: int, user_id: int, first_name: str) -> dict[str, object]:
+    """A /help message as Telegram would post it to the webhook."""
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": 1,
+            "date": 0,
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+            "text": "/help",
+        },
+    }
+
+
 async def test_updates_arrive_by_webhook_and_need_the_secret(harness: Harness) -> None:
     tg = harness.tg
     port = free_port()
@@ -32,16 +46,7 @@ async def test_updates_arrive_by_webhook_and_need_the_secret(harness: Harness) -
         await user.send(f"/start {new.code}")
         await tg.wait_for(user.id, "Welcome")
         await tg.wait_for(user.id, "What you can do")
-        update = {
-            "update_id": 999_999,
-            "message": {
-                "message_id": 1,
-                "date": 0,
-                "chat": {"id": user.id, "type": "private"},
-                "from": {"id": user.id, "is_bot": False, "first_name": "Forger"},
-                "text": "/help",
-            },
-        }
+        update = help_update(999_999, user.id, "Forger")
         async with httpx.AsyncClient(base_url=base) as client:
             no_secret = await client.post("/telegram/webhook", json=update)
             wrong = await client.post(
@@ -73,16 +78,7 @@ async def test_an_update_delivered_twice_by_webhook_acts_once(harness: Harness) 
         user = tg.user(first_name="Twice")
         await user.send(f"/start {new.code}")
         await tg.wait_for(user.id, "What you can do")
-        update = {
-            "update_id": 777_777,
-            "message": {
-                "message_id": 99,
-                "date": 0,
-                "chat": {"id": user.id, "type": "private"},
-                "from": {"id": user.id, "is_bot": False, "first_name": "Twice"},
-                "text": "/help",
-            },
-        }
+        update = help_update(777_777, user.id, "Twice")
         secret = {"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}
         async with httpx.AsyncClient(base_url=base) as client:
             first, second = await asyncio.gather(

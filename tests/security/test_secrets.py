@@ -245,14 +245,20 @@ async def test_invite_and_link_codes_carry_at_least_128_random_bits(services: Se
         assert len({c[len(INVITE_PREFIX) + position] for c in invites}) > 5
 
 
-async def test_codes_are_stored_only_as_hashes(services: Services) -> None:
-    new = await new_staff(services)
+async def dispatch_with_link(services: Services) -> tuple[Dispatch, str]:
+    """A new dispatch and the code of its customer deep link."""
     dispatch = await new_dispatch(services)
     async with services.uow() as uow:
         row = await uow.session.get(Dispatch, dispatch.id)
         assert row is not None
         code = (await customer_link(uow, row)).split("start=", 1)[1]
         await uow.commit()
+    return dispatch, code
+
+
+async def test_codes_are_stored_only_as_hashes(services: Services) -> None:
+    new = await new_staff(services)
+    dispatch, code = await dispatch_with_link(services)
     async with services.uow() as uow:
         invite_hashes = list(await uow.session.scalars(select(Invite.code_hash)))
         link_hash = await uow.session.scalar(
@@ -294,12 +300,7 @@ async def test_codes_are_found_by_hash_and_compared_in_constant_time(
     services: Services, spy_compare
 ) -> None:
     new = await new_staff(services)
-    dispatch = await new_dispatch(services)
-    async with services.uow() as uow:
-        row = await uow.session.get(Dispatch, dispatch.id)
-        assert row is not None
-        code = (await customer_link(uow, row)).split("start=", 1)[1]
-        await uow.commit()
+    _, code = await dispatch_with_link(services)
     async with services.uow() as uow:
         assert (await dispatch_by_link(uow, code)) is not None
         outcome, _ = await redeem_invite(
