@@ -115,12 +115,17 @@ async def walk_customer(sim: SimUser, job_id: int, number: str, rating: int, com
     # The work order comes after the engineer's whole walk: no step timeout for that wait.
     step_timeout, sim.timeout = sim.timeout, sim.timeout * 20
     try:
-        await sim.wait(signoff, what=f"work order of {number}")
+        order = await sim.wait(signoff, what=f"work order of {number}")
     finally:
         sim.timeout = step_timeout
     # The sign-off reminder (a timer, SIGNOFF_REMINDER after the report) comes next: the
-    # customer signs only after it, so it fires in every run whatever the timing.
-    reminder = await sim.wait(signoff, what=f"sign-off reminder of {number}")
+    # customer signs only after it, so it fires in every run whatever the timing. A second
+    # copy of the work order (a send in flight at a kill, repeated) is not the reminder.
+    first = _text(order)
+    reminder = await sim.wait(
+        lambda record: signoff(record) and _text(record) != first,
+        what=f"sign-off reminder of {number}",
+    )
     await sim.press(reminder, next(d for d in sim.buttons_of(reminder, "so:") if d.endswith(":ok")))
     record, _ = await sim.wait_button(f"fb:{job_id}:r:", from_start=True)
     await sim.press(record, f"fb:{job_id}:r:{rating}")
