@@ -40,13 +40,18 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 60)
         # sqlite3 in the loop's thread, not a hop to aiosqlite's worker per call (see module).
-        path = make_url(url).database or ":memory:"
-        kwargs.setdefault("async_creator", sqlite_inloop.creator(path, timeout=BUSY_TIMEOUT))
-        engine = create_async_engine(url, **kwargs)
+        inloop = make_url(url).set(drivername=f"sqlite+{sqlite_inloop.DRIVER}")
+        connect_args = {
+            "timeout": BUSY_TIMEOUT,
+            "check_same_thread": False,  # the pool may close it from the garbage collector
+            "factory": sqlite_inloop.InLoopConnection,
+        }
+        kwargs.setdefault("connect_args", connect_args)
+        engine = create_async_engine(inloop, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            dbapi_connection.isolation_level = None  # BEGIN IMMEDIATE is the dialect's
             cursor = dbapi_connection.cursor()
             if ":memory:" not in url:
                 cursor.execute("PRAGMA journal_mode=WAL")
@@ -54,11 +59,6 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
             cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            # IMMEDIATE: no deadlock when a reader later wants to write; claims are atomic.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("hide_parameters", True)

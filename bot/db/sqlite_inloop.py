@@ -1,11 +1,18 @@
-"""SQLite called in the event loop's own thread, behind SQLAlchemy's aiosqlite dialect.
+"""SQLite called in the event loop's own thread: a SQLAlchemy dialect for ``AsyncEngine``.
 
 aiosqlite runs every cursor operation in a worker thread: a queue put, a thread wake-up, a
 GIL hand-over and an event-loop wake-up on the way back, about nine times per transaction.
 With WAL and ``synchronous=NORMAL`` the calls themselves take microseconds, so the hops cost
 far more than the work (docs/PERFORMANCE.md measured +34 % updates per CPU-second without
-them). This module offers the part of ``aiosqlite.Connection`` that SQLAlchemy's dialect uses,
-calling :mod:`sqlite3` directly; ``make_engine`` passes it as ``async_creator``.
+them). This dialect is SQLAlchemy's own ``pysqlite`` dialect (the :mod:`sqlite3` module)
+declared usable by ``AsyncEngine``: the async layer runs the synchronous ORM/Core code in a
+greenlet, and that code calls :mod:`sqlite3` directly, with no await per cursor call and no
+adapter in between. Its pool is the asyncio-aware queue pool, so a coroutine waiting for the
+connection yields to the loop instead of blocking the thread.
+
+Every transaction takes the write lock up front (``BEGIN IMMEDIATE``): no deadlock when a
+reader later wants to write, and claims are atomic. It is issued on the DBAPI connection,
+not as a statement through SQLAlchemy's engine events.
 
 The price: while another *process* (the CLI, a second bot) holds SQLite's write lock, a call
 here blocks the loop for up to ``busy_timeout``. Our own transactions never wait on each
@@ -15,119 +22,66 @@ other — one connection per process, queued by the pool — so only short CLI w
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
 from typing import Any
 
+from sqlalchemy import pool
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL
+from sqlalchemy.util import await_
 
-class _Immediate:
-    """Stands in for aiosqlite's queue to its worker thread: runs the function at once."""
-
-    @staticmethod
-    def put_nowait(item: tuple[Any, Callable[[], Any]]) -> None:
-        future, function = item
-        try:
-            future.set_result(function())
-        except Exception as exc:
-            future.set_exception(exc)
+DRIVER = "inloop"
 
 
-class InLoopCursor:
-    """An ``aiosqlite.Cursor`` look-alike whose coroutines complete without suspending."""
+class InLoopCursor(sqlite3.Cursor):
+    """A sqlite3 cursor; the asyncio extension closes a finished result's cursor by awaiting
+    ``_async_soft_close`` (its adapted drivers buffer rows there), which has nothing to do."""
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
-        self._cursor = cursor
-
-    async def __aenter__(self) -> InLoopCursor:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._cursor.close()
-
-    async def execute(self, sql: str, parameters: Any = None) -> InLoopCursor:
-        if parameters is None:
-            self._cursor.execute(sql)
-        else:
-            self._cursor.execute(sql, parameters)
-        return self
-
-    async def executemany(self, sql: str, parameters: Iterable[Any]) -> InLoopCursor:
-        self._cursor.executemany(sql, parameters)
-        return self
-
-    async def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    async def fetchmany(self, size: int | None = None) -> list[Any]:
-        return self._cursor.fetchmany(size or self._cursor.arraysize)
-
-    async def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
-
-    async def close(self) -> None:
-        self._cursor.close()
-
-    async def setinputsizes(self, *sizes: Any) -> None:
+    async def _async_soft_close(self) -> None:
         return None
 
-    @property
-    def description(self) -> Any:
-        return self._cursor.description
 
-    @property
-    def rowcount(self) -> int:
-        return self._cursor.rowcount
-
-    @property
-    def lastrowid(self) -> int | None:
-        return self._cursor.lastrowid
-
-    @property
-    def arraysize(self) -> int:
-        return self._cursor.arraysize
-
-    @arraysize.setter
-    def arraysize(self, value: int) -> None:
-        self._cursor.arraysize = value
+class InLoopConnection(sqlite3.Connection):
+    def cursor(self, factory: Any = InLoopCursor) -> Any:
+        return super().cursor(factory)
 
 
-class InLoopConnection:
-    """The part of ``aiosqlite.Connection`` that SQLAlchemy's aiosqlite dialect uses."""
+class SQLiteDialect_inloop(SQLiteDialect_pysqlite):  # SQLAlchemy's naming
+    driver = DRIVER
+    is_async = True  # usable by AsyncEngine: its greenlet calls sqlite3 without awaiting
+    supports_statement_cache = True
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._connection: sqlite3.Connection | None = conn
-        self._tx = _Immediate()
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        if cls._is_url_file_db(url):
+            return pool.AsyncAdaptedQueuePool
+        return pool.StaticPool  # one in-memory database, shared
 
-    def cursor(self) -> InLoopCursor:
-        return InLoopCursor(self._conn.cursor())
+    def get_driver_connection(self, connection: Any) -> Any:
+        return connection  # the sqlite3 connection itself
 
-    @property
-    def isolation_level(self) -> str | None:
-        return self._conn.isolation_level
+    def do_begin(self, dbapi_connection: Any) -> None:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
 
-    async def commit(self) -> None:
-        self._conn.commit()
+    # AsyncConnection.execute() insists that a statement awaited something (its check for a
+    # synchronous driver used by mistake); one await of nothing satisfies it, for microseconds.
+    def do_execute(self, cursor: Any, statement: Any, parameters: Any, context: Any = None) -> None:
+        await_(_nothing())
+        cursor.execute(statement, parameters)
 
-    async def rollback(self) -> None:
-        self._conn.rollback()
+    def do_execute_no_params(self, cursor: Any, statement: Any, context: Any = None) -> None:
+        await_(_nothing())
+        cursor.execute(statement)
 
-    async def close(self) -> None:
-        self._conn.close()
-        self._connection = None
-
-    async def create_function(self, *args: Any, **kw: Any) -> None:
-        self._conn.create_function(*args, **kw)
-
-    def stop(self) -> None:
-        self._conn.close()
-        self._connection = None
+    def do_executemany(
+        self, cursor: Any, statement: Any, parameters: Any, context: Any = None
+    ) -> None:
+        await_(_nothing())
+        cursor.executemany(statement, parameters)
 
 
-def creator(path: str, *, timeout: float) -> Callable[[], Any]:
-    """An ``async_creator`` for ``create_async_engine`` opening ``path`` in the loop's thread."""
+async def _nothing() -> None:
+    return None
 
-    async def connect() -> InLoopConnection:
-        # check_same_thread=False: the pool may close a connection from the garbage collector.
-        return InLoopConnection(sqlite3.connect(path, timeout=timeout, check_same_thread=False))
 
-    return connect
+registry.register(f"sqlite.{DRIVER}", __name__, "SQLiteDialect_inloop")
