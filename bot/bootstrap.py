@@ -123,7 +123,7 @@ class FieldBot:
         # where they arrive (poller, webhook); a handler's commit does not (its own task's end
         # does, and a claim round per commit found nothing new most of the time).
         self.services.after_commit.append(self.sender.wake.set)
-        self.poller = Poller(self.services, self.runtime, on_stored=self.processor.wake.set)
+        self.poller = Poller(self.services, self.runtime, on_stored=self.processor.stored)
         self.sweep_lock = asyncio.Lock()
         self.scheduler = build_scheduler(self.services, lock=self.sweep_lock)
         self.http_server: uvicorn.Server | None = None
@@ -198,7 +198,7 @@ class FieldBot:
         self.tasks.append(asyncio.create_task(self.sender.run_forever()))
         self.scheduler.start()
         if self.serve_http:
-            app = build_app(self.services, on_update=self.processor.wake.set)
+            app = build_app(self.services, on_update=self.processor.stored)
             config = uvicorn.Config(
                 app,
                 host=self.settings.http_host,

@@ -100,7 +100,9 @@ class DispatchOut(BaseModel):
     customer_link: str | None = None
 
 
-def build_app(services: Services, *, on_update: Callable[[], None] | None = None) -> FastAPI:
+def build_app(
+    services: Services, *, on_update: Callable[[list[int | None]], None] | None = None
+) -> FastAPI:
     """Build the app for ``services`` (no engine or bot is created at import time)."""
     app = FastAPI(title="fieldbot", version="1", docs_url="/docs", openapi_url="/openapi.json")
     settings = services.settings
@@ -255,8 +257,8 @@ def build_app(services: Services, *, on_update: Callable[[], None] | None = None
                 "webhook update %s not stored (%s); answered 503", update_id, type(exc).__name__
             )
             return problem(503, "database unavailable, retry later")
-        if on_update is not None:
-            on_update()
+        if on_update is not None:  # told the update's chat: the inbox processor
+            on_update([inbox.chat_of(update)])
         return JSONResponse({"ok": True})
 
     @app.get(

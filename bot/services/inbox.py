@@ -67,6 +67,7 @@ class Claimed:
     """An update taken for handling (a plain row: claiming builds no ORM objects)."""
 
     update_id: int
+    chat_id: int | None
     payload: dict[str, Any]
     attempts: int  # including this one
 
@@ -87,7 +88,7 @@ def _claim_statement(*, lock: bool) -> Any:
         .having(~func.coalesce(INBOX.c.chat_id, -1).in_(busy))
     )
     candidates = (
-        select(INBOX.c.update_id, INBOX.c.payload, INBOX.c.attempts)
+        select(INBOX.c.update_id, INBOX.c.chat_id, INBOX.c.payload, INBOX.c.attempts)
         .where(INBOX.c.update_id.in_(heads))
         .where(and_(pending))
         .where((INBOX.c.locked_until.is_(None)) | (INBOX.c.locked_until <= now))
@@ -116,7 +117,7 @@ async def claim(
         return []
     ids = [row.update_id for row in rows]
     await session.execute(_LEASE, {"ids": ids, "until": now + lease})
-    return [Claimed(int(r.update_id), r.payload, int(r.attempts) + 1) for r in rows]
+    return [Claimed(int(r.update_id), r.chat_id, r.payload, int(r.attempts) + 1) for r in rows]
 
 
 @dataclass

@@ -29,13 +29,13 @@ class Poller(Worker):
         runtime: Runtime,
         *,
         timeout: int = 25,
-        on_stored: Callable[[], None] | None = None,
+        on_stored: Callable[[list[int | None]], None] | None = None,
     ) -> None:
         super().__init__()
         self.services = services
         self.runtime = runtime
         self.timeout = timeout
-        self.on_stored = on_stored  # the inbox processor's wake-up
+        self.on_stored = on_stored  # told the chats of the stored updates: the processor
         self.offset: int | None = None
         self.started = False
         self.backoff = 0.5
@@ -78,6 +78,6 @@ class Poller(Worker):
             await inbox.store(uow.session, updates, uow.clock.now())
             await uow.commit(wake=False)
         if self.on_stored is not None:
-            self.on_stored()
+            self.on_stored([inbox.chat_of(u) for u in updates])
         self.offset = max(int(u["update_id"]) for u in updates) + 1
         return len(updates)

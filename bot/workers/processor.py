@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -47,6 +49,12 @@ class InboxProcessor(Worker):
 
     Up to ``batch`` updates are in flight at once, and a slot that frees up is refilled at
     once (no lock-step rounds in which every update waits for the slowest of its batch).
+
+    A claim round is a transaction, so the processor claims only when something may be
+    claimable: when updates were stored (``stored``), when an update finishes whose chat has
+    more waiting, when its last round filled every slot, and every ``idle`` seconds (updates
+    stored by another process, leases that ran out). ``waiting`` counts, per chat, the updates
+    this process stored and has not claimed yet.
     """
 
     def __init__(self, services: Services, runtime: Runtime, *, batch: int = 50) -> None:
@@ -54,24 +62,42 @@ class InboxProcessor(Worker):
         self.services = services
         self.runtime = runtime
         self.batch = batch
-        self.inflight: set[asyncio.Task[None]] = set()
+        self.inflight: dict[asyncio.Task[None], int | None] = {}  # task → its chat
+        self.waiting: Counter[int | None] = Counter()
+        self.full = False  # the last round filled every slot: more may be claimable
+
+    def stored(self, chats: Iterable[int | None]) -> None:
+        """Updates of ``chats`` (one entry per update) were committed to the inbox."""
+        self.waiting.update(chats)
+        self.wake.set()
 
     async def run_once(self) -> int:
         slots = self.batch - len(self.inflight)
         if slots <= 0:
+            self.full = True
             return 0  # nap until a task finishes and wakes us
         async with self.services.uow() as uow:
             rows = await inbox.claim(uow.session, uow.clock.now(), LEASE, slots)
             await uow.commit(wake=False)
         for row in rows:
+            if self.waiting[row.chat_id] > 0:
+                self.waiting[row.chat_id] -= 1
             task = asyncio.create_task(self._handle(row))
-            self.inflight.add(task)
+            self.inflight[task] = row.chat_id
             task.add_done_callback(self._finished)
-        return len(rows)
+        self.full = len(rows) == slots
+        if not self.full:
+            # Every chat with a claimable head was claimed: what is still waiting belongs to
+            # chats in flight here (their tasks wake us) or elsewhere (the idle round looks).
+            busy = set(self.inflight.values())
+            for chat in [c for c in self.waiting if c not in busy or not self.waiting[c]]:
+                del self.waiting[chat]
+        return len(rows) if self.full else 0  # 0: nap until woken or idle
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self.inflight.discard(task)
-        self.wake.set()
+        chat = self.inflight.pop(task, None)
+        if self.full or self.waiting[chat] > 0:
+            self.wake.set()
 
     async def run_forever(self) -> None:
         try:
@@ -126,6 +152,7 @@ class InboxProcessor(Worker):
         async with self.services.uow() as uow:
             await inbox.give_back(uow.session, row.update_id, type(exc).__name__)
             await uow.commit()
+        self.waiting[row.chat_id] += 1  # claimable again once its task has finished
 
     async def _failed(self, row: inbox.Claimed, exc: Exception) -> None:
         max_attempts = self.services.settings.inbox_max_attempts
@@ -140,6 +167,7 @@ class InboxProcessor(Worker):
             async with self.services.uow() as uow:
                 await inbox.release(uow.session, row.update_id, type(exc).__name__)
                 await uow.commit()
+            self.waiting[row.chat_id] += 1  # claimable again once its task has finished
             return
         from bot.handlers.router import handle_failure
         from bot.runtime.payloads import event_of_payload
