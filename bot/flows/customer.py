@@ -29,6 +29,7 @@ from bot.db.models import Dispatch, User
 from bot.db.models.customer import Feedback, SignOff
 from bot.flows import followups
 from bot.flows.complaints import complaint_button, open_complaint
+from bot.flows.confidential import end_hold
 from bot.services import conversations, timers
 from bot.services import customers as cust
 from bot.services import dispatches as svc
@@ -623,6 +624,8 @@ async def _complete(
         sha256=signoff.text_sha256,
     )
     await timers.cancel(uow, subject=timer_subject(dispatch.id), kinds=KINDS)
+    if dispatch.engineer_id is not None:
+        await end_hold(uow, dispatch, dispatch.engineer_id)  # §7: their work is over
     customer = await _reachable(uow, dispatch.customer_user_id)
     pdf = await make_work_order(uow, dispatch, signoff, locale=signoff.locale, signer=signer)
     await svc.record(uow, dispatch, "work_order_pdf", pdf_id=pdf.id, sha256=pdf.sha256)

@@ -18,6 +18,7 @@ from bot.core.callbacks import cb
 from bot.core.enums import DispatchStatus, Outcome, Priority
 from bot.core.messages import Button, KeyButton, Msg
 from bot.db.models import Dispatch, User
+from bot.flows.confidential import end_hold, private_ref
 from bot.flows.customer import request_signoff
 from bot.flows.offers import alert_unassigned, dispatch_params, make_offer
 from bot.services import conversations, timers
@@ -269,6 +270,7 @@ async def prompt_contact(uow: UnitOfWork, engineer: User, dispatch: Dispatch) ->
             params,
             user_id=engineer.id,
             buttons=((Button.of("reached_customer", cb("job", dispatch.id, "ctd")),),),
+            ref=private_ref(dispatch.id, engineer.id),
         )
     )
 
@@ -414,6 +416,7 @@ async def prompt_arrival(
             params,
             user_id=engineer.id,
             buttons=((Button.of("on_my_way", cb("job", dispatch.id, "way")),),),
+            ref=private_ref(dispatch.id, engineer.id),
         )
     )
     await _ask_location(uow, engineer, dispatch)
@@ -1151,6 +1154,7 @@ async def reassign(uow: UnitOfWork, supervisor: User, dispatch_id: int) -> None:
     dispatch.contacted_at = None
     await timers.cancel(uow, subject=svc.subject(dispatch.id), kinds=KINDS)
     if previous is not None:
+        await end_hold(uow, dispatch, previous)
         step = await conversations.current(uow, previous)
         if step is not None and step.flow == FLOW and step.data.get("dispatch_id") == dispatch.id:
             await conversations.leave(uow, previous, FLOW)  # not their work on other jobs

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, insert, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus, Priority
@@ -81,11 +83,13 @@ class OutboxWriter:
             }
         )
 
-    async def _recipient(self, msg: Msg) -> tuple[int, str, str] | None:
+    async def _recipient(self, msg: Msg, *, inactive: bool = False) -> tuple[int, str, str] | None:
+        """Chat, locale and time zone of ``msg``'s recipient (``inactive``: also a user who
+        left, whose chat is still theirs)."""
         settings = self.uow.settings
         if msg.user_id is not None:
             user = await self.uow.session.get(User, msg.user_id)
-            if user is None or user.chat_id is None or not user.active:
+            if user is None or user.chat_id is None or not (user.active or inactive):
                 return None
             locale = msg.locale or user.locale or settings.default_locale
             return user.chat_id, locale, user.timezone or settings.timezone
@@ -148,7 +152,10 @@ class OutboxWriter:
         recipient = await self._recipient(msg)
         if recipient is None:
             return False
-        chat_id, locale, tz = recipient
+        self._put(msg, *recipient)
+        return True
+
+    def _put(self, msg: Msg, chat_id: int, locale: str, tz: str) -> None:
         self.sent.append(msg)
         text = self.uow.services.renderer.render(msg.template, locale, {"tz": tz, **msg.params})
         if len(text) > MAX_TEXT:
@@ -170,7 +177,31 @@ class OutboxWriter:
             self._add(chat_id, "sendLocation", loc, _plain(msg), tz)
         for file_id in msg.photos:
             self._add(chat_id, "sendPhoto", {"chat_id": chat_id, "photo": file_id}, _plain(msg), tz)
-        return True
+
+    async def replace_sent(self, msg: Msg, *, refs: Sequence[str], prefix: str) -> int:
+        """Replace by ``msg`` (buttons removed) each message in its recipient's chat that was
+        queued under one of ``refs`` or a ref starting with ``prefix``; how many edits.
+
+        A message that went out, or may have (it was tried), gets an edit queued after it in
+        the chat, also one queued by this unit of work; one never tried is withdrawn instead,
+        so it never shows what it said; one that failed is left alone.
+        """
+        recipient = await self._recipient(msg, inactive=True)
+        if recipient is None:
+            return 0
+        chat_id, locale, tz = recipient
+        queued = [
+            r["ref"]
+            for r in self.rows
+            if r["chat_id"] == chat_id
+            and r["ref"]
+            and (r["ref"] in refs or r["ref"].startswith(prefix))
+        ]
+        shown = dict.fromkeys([*await _shown(self.uow.session, chat_id, refs, prefix), *queued])
+        edit = replace(msg, ref=None, buttons=None, keyboard=None)
+        for ref in shown:
+            self._put(replace(edit, edit=ref), chat_id, locale, tz)
+        return len(shown)
 
     async def answer(self, answer: CallbackAnswer, locale: str, chat_id: int) -> None:
         """Answer a button press (stops the client's spinner), with an optional toast."""
@@ -184,6 +215,42 @@ class OutboxWriter:
 
 def _plain(msg: Msg) -> Msg:
     return Msg("", priority=msg.priority, urgent=msg.urgent)
+
+
+async def _shown(
+    session: AsyncSession, chat_id: int, refs: Sequence[str], prefix: str
+) -> list[str]:
+    """The refs of the messages stored for ``chat_id`` under ``refs`` or ``prefix`` that went
+    out or may have, oldest first; the ones never tried are deleted here (withdrawn)."""
+    live = (OutboxStatus.PENDING.value, OutboxStatus.SENT.value)
+    rows = (
+        await session.execute(
+            select(OUTBOX.c.id, OUTBOX.c.ref, OUTBOX.c.status)
+            .where(  # ix_outbox_pending: the chat's own messages, not the whole outbox
+                OUTBOX.c.status.in_(live),
+                OUTBOX.c.chat_id == chat_id,
+                OUTBOX.c.ref.in_(refs) | OUTBOX.c.ref.startswith(prefix, autoescape=True),
+            )
+            .order_by(OUTBOX.c.id)
+        )
+    ).all()
+    pending = [r.id for r in rows if r.status == OutboxStatus.PENDING.value]
+    withdrawn: set[int] = set()
+    if pending:
+        # Not one the sender holds (a lease) or tried: it may be on its way already. A row
+        # the sender claims meanwhile is locked, and then this statement leaves it alone.
+        gone = await session.execute(
+            delete(OUTBOX)
+            .where(
+                OUTBOX.c.id.in_(pending),
+                OUTBOX.c.status == OutboxStatus.PENDING.value,
+                OUTBOX.c.attempts == 0,
+                OUTBOX.c.locked_until.is_(None),
+            )
+            .returning(OUTBOX.c.id)
+        )
+        withdrawn = set(gone.scalars())
+    return [r.ref for r in rows if r.id not in withdrawn]
 
 
 __all__ = ["OutboxWriter", "locale_for"]
