@@ -117,6 +117,12 @@ async def test_customer_links_follows_signs_off_and_rates(harness: Harness) -> N
     await customer.send("Quick and tidy")
     await tg.wait_for(customer.id, "Thank you for your feedback")
     await tg.wait_idle()
+    # DOMAIN §7: the engineer's chat keeps the job, not the customer's contact and address
+    engineer_sees = tg.messages(eng.id)
+    assert not [m for m in engineer_sees if DISPATCH["address"] in m.get("text", "")]
+    assert not [m for m in engineer_sees if "+8613800138000" in m.get("text", "")]
+    scrubbed = [m for m in engineer_sees if f"Job {number} is finished" in m.get("text", "")]
+    assert len(scrubbed) == 4 and not any(tg.buttons(m) for m in scrubbed)
 
     assert harness.bot is not None
     async with harness.bot.services.uow() as uow:
