@@ -329,7 +329,12 @@ class OutboxSender(Worker):
                 "attempts": row.attempts + 1,
                 "error": str(exc)[:300],
             }
-            if self.on_permanent_failure is not None and row.method != "answerCallbackQuery":
+            # The chat is out of reach (blocked, gone) or a new message could not go out:
+            # someone must know. An edit, deletion or button answer that fails (the user
+            # deleted the message, it is too old) says nothing about reaching the chat.
+            if self.on_permanent_failure is not None and (
+                exc.blocked or row.method.startswith("send")
+            ):
                 self.on_permanent_failure(row, str(exc))
         except SendError as exc:
             values = {"status": OutboxStatus.FAILED.value, "error": str(exc)[:300]}

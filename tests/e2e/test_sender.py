@@ -158,3 +158,34 @@ async def test_a_blocked_user_is_recorded_and_the_supervisor_told(
         row = await uow.session.scalar(select(Outbox).where(Outbox.chat_id == user.id))
     assert row is not None and row.status == "failed" and "blocked" in (row.error or "")
     assert failures == [user.id]
+
+
+async def test_an_edit_of_a_message_gone_from_the_chat_alerts_nobody(
+    tg, make_settings, db_url, runtime
+) -> None:
+    """The user deleted the message (or it is too old to delete): that one call failed, the
+    chat is still reachable, so no supervisor is told it is not."""
+    services, rt = await make(tg, make_settings, db_url, runtime)
+    failures: list[int] = []
+    sender = OutboxSender(
+        services, rt, on_permanent_failure=lambda row, _: failures.append(row.chat_id)
+    )
+    user = tg.user(first_name="Here")
+    await user.send("hi")
+    async with services.uow() as uow:
+        gone = {"chat_id": user.id, "message_id": 999_999}
+        uow.out.queue(user.id, "editMessageText", {**gone, "text": "changed"})
+        uow.out.queue(user.id, "deleteMessage", gone)
+        await uow.commit()
+    try:
+        await drain(sender, services)
+    finally:
+        await rt.stop()
+    async with services.uow() as uow:
+        rows = list(await uow.session.scalars(select(Outbox).where(Outbox.chat_id == user.id)))
+    assert [(r.method, r.status) for r in rows] == [
+        ("editMessageText", "failed"),
+        ("deleteMessage", "failed"),
+    ]
+    assert "not found" in (rows[0].error or "") and "not found" in (rows[1].error or "")
+    assert failures == []
