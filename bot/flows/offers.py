@@ -270,6 +270,7 @@ async def decline(uow: UnitOfWork, engineer: User, offer_id: int, reason: str) -
     await svc.record(uow, dispatch, "declined", actor=engineer, reason=reason)
     params = await dispatch_params(uow, dispatch, private=False)
     await uow.out.send(Msg("offer_declined", params, user_id=engineer.id, edit=offer_ref(offer.id)))
+    await uow.out.delete_pins(engineer.id, [offer_ref(offer.id)])  # §7: the site's location
     await offer_next(uow, dispatch)
     return dispatch
 
@@ -288,6 +289,7 @@ async def offer_timed_out(uow: UnitOfWork, offer_id: int) -> None:
     await uow.out.send(
         Msg("offer_withdrawn", params, user_id=offer.engineer_id, edit=offer_ref(offer.id))
     )
+    await uow.out.delete_pins(offer.engineer_id, [offer_ref(offer.id)])  # §7: the location
     await offer_next(uow, dispatch)
 
 

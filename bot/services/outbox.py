@@ -174,13 +174,14 @@ class OutboxWriter:
         if msg.location is not None:
             lat, lon = msg.location
             loc = {"chat_id": chat_id, "latitude": lat, "longitude": lon}
-            self._add(chat_id, "sendLocation", loc, _plain(msg), tz)
+            self._add(chat_id, "sendLocation", loc, _pin_of(msg), tz)
         for file_id in msg.photos:
             self._add(chat_id, "sendPhoto", {"chat_id": chat_id, "photo": file_id}, _plain(msg), tz)
 
     async def replace_sent(self, msg: Msg, *, refs: Sequence[str], prefix: str) -> int:
         """Replace by ``msg`` (buttons removed) each message in its recipient's chat that was
-        queued under one of ``refs`` or a ref starting with ``prefix``; how many edits.
+        queued under one of ``refs`` or a ref starting with ``prefix``, and delete their
+        location pins; how many.
 
         A message that went out, or may have (it was tried), gets an edit queued after it in
         the chat, also one queued by this unit of work; one never tried is withdrawn instead,
@@ -190,18 +191,36 @@ class OutboxWriter:
         if recipient is None:
             return 0
         chat_id, locale, tz = recipient
+        shown = await self._shown(chat_id, [*refs, *(ref + PIN for ref in refs)], prefix)
+        edit = replace(msg, ref=None, buttons=None, keyboard=None)
+        for ref in shown:
+            if ref.endswith(PIN):  # a pin cannot become text
+                self.queue(chat_id, "deleteMessage", {"chat_id": chat_id}, edit_of=ref)
+            else:
+                self._put(replace(edit, edit=ref), chat_id, locale, tz)
+        return len(shown)
+
+    async def delete_pins(self, user_id: int, refs: Sequence[str]) -> None:
+        """Delete the location pins sent to ``user_id`` with the messages under ``refs``."""
+        recipient = await self._recipient(Msg("", user_id=user_id), inactive=True)
+        if recipient is None:
+            return
+        chat_id = recipient[0]
+        for ref in await self._shown(chat_id, [ref + PIN for ref in refs], None):
+            self.queue(chat_id, "deleteMessage", {"chat_id": chat_id}, edit_of=ref)
+
+    async def _shown(self, chat_id: int, refs: Sequence[str], prefix: str | None) -> list[str]:
+        """The refs under ``refs`` or ``prefix`` of the messages in ``chat_id`` that went out or
+        may have, stored or queued by this unit of work, oldest first (never tried: withdrawn)."""
         queued = [
             r["ref"]
             for r in self.rows
             if r["chat_id"] == chat_id
             and r["ref"]
-            and (r["ref"] in refs or r["ref"].startswith(prefix))
+            and (r["ref"] in refs or (prefix is not None and r["ref"].startswith(prefix)))
         ]
-        shown = dict.fromkeys([*await _shown(self.uow.session, chat_id, refs, prefix), *queued])
-        edit = replace(msg, ref=None, buttons=None, keyboard=None)
-        for ref in shown:
-            self._put(replace(edit, edit=ref), chat_id, locale, tz)
-        return len(shown)
+        stored = await _shown(self.uow.session, chat_id, refs, prefix)
+        return list(dict.fromkeys([*stored, *queued]))
 
     async def answer(self, answer: CallbackAnswer, locale: str, chat_id: int) -> None:
         """Answer a button press (stops the client's spinner), with an optional toast."""
@@ -217,8 +236,15 @@ def _plain(msg: Msg) -> Msg:
     return Msg("", priority=msg.priority, urgent=msg.urgent)
 
 
+PIN = ":pin"  # a message's location pin is a message of its own, under the message's ref + PIN
+
+
+def _pin_of(msg: Msg) -> Msg:
+    return replace(_plain(msg), ref=msg.ref + PIN if msg.ref else None)
+
+
 async def _shown(
-    session: AsyncSession, chat_id: int, refs: Sequence[str], prefix: str
+    session: AsyncSession, chat_id: int, refs: Sequence[str], prefix: str | None
 ) -> list[str]:
     """The refs of the messages stored for ``chat_id`` under ``refs`` or ``prefix`` that went
     out or may have, oldest first; the ones never tried are deleted here (withdrawn)."""
@@ -229,7 +255,9 @@ async def _shown(
             .where(  # ix_outbox_pending: the chat's own messages, not the whole outbox
                 OUTBOX.c.status.in_(live),
                 OUTBOX.c.chat_id == chat_id,
-                OUTBOX.c.ref.in_(refs) | OUTBOX.c.ref.startswith(prefix, autoescape=True),
+                OUTBOX.c.ref.in_(refs)
+                if prefix is None
+                else OUTBOX.c.ref.in_(refs) | OUTBOX.c.ref.startswith(prefix, autoescape=True),
             )
             .order_by(OUTBOX.c.id)
         )

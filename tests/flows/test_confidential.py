@@ -14,6 +14,7 @@ from sqlalchemy import update
 from bot.core.enums import DispatchStatus
 from bot.db.models import Outbox, User
 from bot.flows.confidential import end_hold
+from bot.scheduler.sweep import sweep
 from bot.services import dispatches as svc
 from bot.services.context import Services
 from bot.workers.sender import OutboxSender
@@ -29,7 +30,7 @@ from tests.flows.test_job import (
     offer_id,
     onboard_id,
 )
-from tests.helpers import new_dispatch, press
+from tests.helpers import new_dispatch, onboard, press
 
 PRIVATE = ("+8613800138000", "88 Century Avenue", "Li Na")  # phone, address, contact
 REMOVED = "The customer's contact details and address have been removed from this chat"
@@ -47,6 +48,9 @@ class Chats:
         if "chat_id" not in payload:
             return True  # a button's answer
         chat = self.shown.setdefault(payload["chat_id"], {})
+        if method == "deleteMessage":
+            del chat[payload["message_id"]]
+            return True
         if method == "editMessageText":
             chat[payload["message_id"]] = payload  # the text and buttons are replaced
             return {"message_id": payload["message_id"]}
@@ -59,6 +63,12 @@ class Chats:
 
     def showing(self, chat_id: int, needle: str) -> dict[int, dict[str, Any]]:
         return {k: v for k, v in self.view(chat_id).items() if needle in v.get("text", "")}
+
+    def pins(self, chat_id: int) -> list[tuple[float, float]]:
+        """The location pins the chat shows (a site's location is as private as its address)."""
+        return [
+            (m["latitude"], m["longitude"]) for m in self.view(chat_id).values() if "latitude" in m
+        ]
 
 
 async def deliver(services: Services, chats: Chats) -> None:
@@ -83,6 +93,7 @@ async def test_sign_off_edits_every_private_message_in_the_engineers_chat(servic
     private = chats.showing(ENG, "88 Century Avenue")
     # the accepted-job card (the offer, edited), the call prompt, two arrival prompts
     assert len(private) == 4, [p["text"] for p in private.values()]
+    assert len(chats.pins(ENG)) == 1  # the site's location, sent with the offer
     customer_before = chats.view(CUST)
 
     await press(services, CUST, f"so:{(await pending_signoff(services, job)).id}:ok")
@@ -93,6 +104,7 @@ async def test_sign_off_edits_every_private_message_in_the_engineers_chat(servic
         assert_scrubbed(shown[message_id], "🔒 Job FB000001 is finished.")
     assert not any(n in p.get("text", "") for p in shown.values() for n in PRIVATE[:2])
     assert len(chats.showing(ENG, REMOVED)) == len(private)
+    assert chats.pins(ENG) == []  # deleted: a pin cannot be edited into text
     assert chats.showing(ENG, "The customer signed off job FB000001")  # told as before
     customer_after = chats.view(CUST)
     assert not chats.showing(CUST, REMOVED)
@@ -125,6 +137,7 @@ async def test_reassignment_scrubs_only_that_engineers_messages_of_that_job(serv
         assert_scrubbed(shown[message_id], "🔒 Job FB000001 was reassigned.")
     assert chats.showing(ENG, "has been reassigned by your supervisor")
     assert not chats.showing(ENG, "88 Century Avenue")
+    assert len(chats.pins(ENG)) == 1  # the pin of the job still open, not the one taken away
     assert {k: shown[k] for k in second_job} == second_job  # the job still open: untouched
     assert chats.view(OTHER) == other_before  # another engineer's messages: untouched
     assert chats.view(CUST) == customer_before  # the customer's: untouched
@@ -199,3 +212,38 @@ async def test_a_cancelled_job_is_scrubbed_in_the_engineers_language(services) -
         text = chats.view(ENG)[message_id]["text"]
         assert "🔒 工单 FB000001 已取消。" in text and "保密" in text
         assert not any(needle in text for needle in PRIVATE)
+
+
+@pytest.mark.parametrize("ending", ["declined", "expired"])
+async def test_an_offer_that_ends_unaccepted_takes_the_sites_location_pin_with_it(
+    services, clock, ending
+) -> None:
+    chats = Chats()
+    engineer = await onboard(services, ENG)
+    dispatch = await new_dispatch(services)
+    offer = await offer_id(services, dispatch.id, engineer.user.id)
+    await deliver(services, chats)
+    assert len(chats.pins(ENG)) == 1 and chats.showing(ENG, "88 Century Avenue")
+
+    if ending == "declined":
+        await press(services, ENG, f"off:{offer}:dec")
+        await press(services, ENG, f"off:{offer}:dr:far")
+    else:
+        clock.advance(services.settings.offer_timeout)
+        assert await sweep(services) == 1
+    await deliver(services, chats)
+
+    assert chats.pins(ENG) == []
+    assert not chats.showing(ENG, "88 Century Avenue")  # the offer, edited as before
+    deleted = [p for m, p in chats.calls if m == "deleteMessage"]
+    assert [p["chat_id"] for p in deleted] == [ENG]
+
+
+async def test_a_pin_not_sent_yet_is_withdrawn_with_the_offer(services) -> None:
+    engineer = await onboard(services, ENG)
+    dispatch = await new_dispatch(services)
+    offer = await offer_id(services, dispatch.id, engineer.user.id)
+    await press(services, ENG, f"off:{offer}:dec")
+    await press(services, ENG, f"off:{offer}:dr:far")
+    methods = [r.method for r in await outbox_rows(services, ENG)]
+    assert "sendLocation" not in methods and "deleteMessage" not in methods
