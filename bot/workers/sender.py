@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus
 from bot.db.engine import dialect_of
-from bot.db.models import Outbox
+from bot.db.models import LiveSender, Outbox
 from bot.runtime.base import (
     NotModified,
     PermanentSendError,
@@ -36,6 +42,11 @@ UNORDERED = ("answerCallbackQuery",)
 GLOBAL_MARGIN = 0.99
 MAX_IN_FLIGHT = 30
 GATHER = 0.005  # seconds a round waits for more sends to finish before recording them
+# Senders in several processes share Telegram's overall limit: each reports every HEARTBEAT
+# seconds that it runs, counts the senders seen within ALIVE, and sends at its part.
+HEARTBEAT = 2.0
+ALIVE = timedelta(seconds=3 * HEARTBEAT)  # not seen for this long: gone (crashed)
+SENDERS = cast(Table, LiveSender.__table__)
 
 
 CLAIMED = (
@@ -137,6 +148,10 @@ class TokenBucket:
         """Earn nothing for the time until now (a request was in flight, see ``_send``)."""
         self.stamp = self.now()
 
+    def set_rate(self, rate: float) -> None:
+        self._refill()  # what was earned so far, at the old rate
+        self.rate = rate
+
 
 class OutboxSender(Worker):
     """Claims the head message of each chat that may send now, and sends it."""
@@ -163,6 +178,13 @@ class OutboxSender(Worker):
         # No saved-up burst overall, and a hair under the limit: Telegram counts arrivals in a
         # sliding second, and network jitter can bring two sends closer than they left.
         self.global_bucket = TokenBucket(settings.send_global_rate * GLOBAL_MARGIN, 1)
+        # Sharing the overall limit with the senders of other processes (``run_forever``;
+        # a sender driven round by round, as tests do, has the whole limit to itself).
+        self.name = f"{socket.gethostname()[:50]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.sharing = False
+        self.senders = 1  # running senders, this one included, as of the last heartbeat
+        self.next_beat = 0.0  # time.monotonic() of the next heartbeat
+        self.hold_until = 0.0  # a newcomer sends once the others have counted it
         self.chat_buckets: dict[int, TokenBucket] = {}
         self.on_permanent_failure = on_permanent_failure
         self.inflight: set[asyncio.Task[None]] = set()
@@ -191,6 +213,10 @@ class OutboxSender(Worker):
             now = self.services.clock.now()
             if done:
                 await _record(session, done)
+            if self.sharing and time.monotonic() >= self.next_beat:
+                await self._beat(session, now)
+            if time.monotonic() < self.hold_until:
+                limit = 0
             if limit <= 0:
                 await uow.commit(wake=False)
                 self.owned -= recorded
@@ -253,11 +279,43 @@ class OutboxSender(Worker):
                 await uow.commit(wake=False)
             self.owned -= {int(str(values["id"])) for values in done}
 
+    async def _beat(self, session: AsyncSession, now: datetime) -> None:
+        """In the round's transaction: report this sender running, and take its part of
+        Telegram's overall limit (the limit divided by the senders running)."""
+        insert = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+        seen = insert(SENDERS).values(name=self.name, seen_at=now)
+        await session.execute(
+            seen.on_conflict_do_update(index_elements=["name"], set_={"seen_at": now})
+        )
+        await session.execute(delete(SENDERS).where(SENDERS.c.seen_at < now - 10 * ALIVE))
+        alive = select(func.count()).select_from(SENDERS).where(SENDERS.c.seen_at >= now - ALIVE)
+        senders = max(1, int(await session.scalar(alive) or 1))
+        if self.next_beat == 0.0 and senders > 1:
+            # Until the others count this one they send at their old part: start once they
+            # have (a heartbeat, and as long again for a round under way to reach theirs).
+            self.hold_until = time.monotonic() + 2 * HEARTBEAT
+        if senders != self.senders:
+            log.info("%d outbox senders share Telegram's overall limit", senders)
+        self.senders = senders
+        self.global_bucket.set_rate(
+            self.services.settings.send_global_rate * GLOBAL_MARGIN / senders
+        )
+        self.next_beat = time.monotonic() + HEARTBEAT
+
+    async def _leave(self) -> None:
+        """A graceful stop: the other senders take this one's part at their next heartbeat."""
+        async with self.services.uow() as uow:
+            await uow.session.execute(delete(SENDERS).where(SENDERS.c.name == self.name))
+            await uow.commit(wake=False)
+
     async def run_forever(self) -> None:
+        self.sharing = True
         try:
             await super().run_forever()
         finally:
             await self.settle()  # a graceful stop: nothing sent goes unrecorded
+            with contextlib.suppress(Exception):  # the database is gone: the row goes stale
+                await self._leave()
 
     async def _resolve_edits(self, session: AsyncSession, rows: list[Claimed]) -> None:
         """Fill in the message id each edit refers to; an edit of a message that never went

@@ -189,3 +189,29 @@ async def test_an_edit_of_a_message_gone_from_the_chat_alerts_nobody(
     ]
     assert "not found" in (rows[0].error or "") and "not found" in (rows[1].error or "")
     assert failures == []
+
+
+async def test_two_senders_share_the_overall_limit(tg, make_settings, db_url, runtime) -> None:
+    """Two worker processes' senders on one outbox (as in scale-out): together they keep
+    Telegram's overall limit (here 10 a second), with nothing lost or sent twice."""
+    services, rt = await make(tg, make_settings, db_url, runtime, send_global_rate=10)
+    tg.limits = RateLimits(global_per_second=10, per_chat_per_second=1)
+    users = [tg.user(first_name=f"U{i}") for i in range(30)]
+    for u in users:
+        await u.send("hi")
+    await queue(services, [u.id for u in users], 1)
+    senders = [OutboxSender(services, rt), OutboxSender(services, rt)]
+    tasks = [asyncio.create_task(s.run_forever()) for s in senders]
+    try:
+        deadline = time.monotonic() + 30
+        while sum(len(tg.messages(u.id)) for u in users) < len(users):
+            assert time.monotonic() < deadline, "not delivered in time"
+            await tg._wait_change(0.5)  # wakes on every change the fake sees
+    finally:
+        for s in senders:
+            s.stop()
+        await asyncio.gather(*tasks)
+        await rt.stop()
+    assert tg.rate_limited == []
+    assert all(numbers(tg, u.id) == [0] for u in users)
+    assert all(s.senders == 2 for s in senders)

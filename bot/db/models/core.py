@@ -249,6 +249,15 @@ class Outbox(Base):
     __table_args__ = (Index("ix_outbox_pending", "status", "chat_id", "id"),)
 
 
+class LiveSender(Base):
+    """An outbox sender that is running, as of its last report: the senders of all worker
+    processes share Telegram's overall limit, each taking its part of it."""
+
+    __tablename__ = "live_senders"
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    seen_at: Mapped[datetime]
+
+
 class Timer(Base):
     """A deadline or reminder: a row with a due time, fired once by the scheduler's sweep."""
 

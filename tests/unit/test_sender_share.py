@@ -1,0 +1,102 @@
+"""Senders in several processes share Telegram's overall limit: each takes its part."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from bot.db.models import LiveSender
+from bot.services.context import Services
+from bot.workers import sender as sender_module
+from bot.workers.sender import GLOBAL_MARGIN, OutboxSender
+
+
+class _Quiet:
+    """A runtime with nothing to send (the outbox stays empty)."""
+
+    async def call(self, method: str, payload: dict[str, Any]) -> Any:
+        raise AssertionError("nothing should be sent")
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition`` holds (the heartbeat is made 20 ms long here): a look every
+    10 ms while the senders run their rounds, for at most 10 s."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the senders did not get there")
+
+
+def _running(sender: OutboxSender) -> asyncio.Task[None]:
+    return asyncio.create_task(sender.run_forever())
+
+
+async def _names(services: Services) -> list[str]:
+    async with services.uow() as uow:
+        return list(await uow.session.scalars(select(LiveSender.name).order_by(LiveSender.name)))
+
+
+@pytest.fixture(autouse=True)
+def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sender_module, "HEARTBEAT", 0.02)
+
+
+async def test_two_senders_each_take_half_and_one_that_stops_gives_its_half_back(
+    services: Services,
+) -> None:
+    limit = services.settings.send_global_rate * GLOBAL_MARGIN
+    first, second = OutboxSender(services, _Quiet()), OutboxSender(services, _Quiet())  # type: ignore[arg-type]
+    for sender in (first, second):
+        sender.idle = 0.01
+    a = _running(first)
+    await _until(lambda: first.next_beat > 0)
+    assert first.senders == 1 and first.global_bucket.rate == pytest.approx(limit)
+    assert first.hold_until == 0.0  # alone: sends at once
+
+    b = _running(second)
+    await _until(lambda: second.senders == 2 and first.senders == 2)
+    assert second.hold_until > 0  # a newcomer waits until the others have counted it
+    for sender in (first, second):
+        assert sender.global_bucket.rate == pytest.approx(limit / 2)
+    assert await _names(services) == sorted([first.name, second.name])
+
+    second.stop()
+    await b
+    assert await _names(services) == [first.name]  # a graceful stop leaves at once
+    await _until(lambda: first.senders == 1)
+    assert first.global_bucket.rate == pytest.approx(limit)
+    first.stop()
+    await a
+    assert await _names(services) == []
+
+
+async def test_a_sender_not_seen_for_a_while_is_gone(services: Services, clock: Any) -> None:
+    now = clock.now()
+    async with services.uow() as uow:  # a process that crashed without leaving
+        await uow.session.execute(
+            insert(LiveSender).values(
+                name="crashed", seen_at=now - sender_module.ALIVE - timedelta(seconds=1)
+            )
+        )
+        await uow.session.execute(insert(LiveSender).values(name="running", seen_at=now))
+        await uow.commit()
+    sender = OutboxSender(services, _Quiet())  # type: ignore[arg-type]
+    sender.idle = 0.01
+    task = _running(sender)
+    await _until(lambda: sender.next_beat > 0)
+    assert sender.senders == 2  # itself and "running", not "crashed"
+    sender.stop()
+    await task
+
+
+async def test_a_sender_driven_round_by_round_keeps_the_whole_limit(services: Services) -> None:
+    """Tests and tools that call ``run_once`` themselves do not take part in the sharing."""
+    sender = OutboxSender(services, _Quiet())  # type: ignore[arg-type]
+    await sender.run_once()
+    assert await _names(services) == [] and sender.senders == 1
