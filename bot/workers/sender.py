@@ -118,6 +118,22 @@ class Claimed:
     edit_of: str | None
 
 
+_RUNNING: set[str] = set()  # the names of the senders running in this process
+
+
+def _running_here(name: str, pid: int) -> bool:
+    """Whether the sender ``name`` of process ``pid`` of this host runs."""
+    if pid == os.getpid():
+        return name in _RUNNING  # else: this process's earlier life (a new name every start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up."""
 
@@ -282,6 +298,8 @@ class OutboxSender(Worker):
     async def _beat(self, session: AsyncSession, now: datetime) -> None:
         """In the round's transaction: report this sender running, and take its part of
         Telegram's overall limit (the limit divided by the senders running)."""
+        if self.next_beat == 0.0:
+            await self._forget_dead_here(session)
         insert = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
         seen = insert(SENDERS).values(name=self.name, seen_at=now)
         await session.execute(
@@ -302,6 +320,20 @@ class OutboxSender(Worker):
         )
         self.next_beat = time.monotonic() + HEARTBEAT
 
+    async def _forget_dead_here(self, session: AsyncSession) -> None:
+        """The senders of this host whose process is gone (killed, crashed; or this process's
+        own earlier life, restarted under the same pid in a container) are not running: not
+        waiting ALIVE for their rows to go stale spares a restart's first messages."""
+        host = self.name.rsplit(":", 2)[0]
+        here = select(SENDERS.c.name).where(SENDERS.c.name.startswith(f"{host}:", autoescape=True))
+        dead = []
+        for name in await session.scalars(here):
+            pid = name.rsplit(":", 2)[1]
+            if pid.isdigit() and not _running_here(name, int(pid)):
+                dead.append(name)
+        if dead:
+            await session.execute(delete(SENDERS).where(SENDERS.c.name.in_(dead)))
+
     async def _leave(self) -> None:
         """A graceful stop: the other senders take this one's part at their next heartbeat."""
         async with self.services.uow() as uow:
@@ -310,9 +342,11 @@ class OutboxSender(Worker):
 
     async def run_forever(self) -> None:
         self.sharing = True
+        _RUNNING.add(self.name)
         try:
             await super().run_forever()
         finally:
+            _RUNNING.discard(self.name)
             await self.settle()  # a graceful stop: nothing sent goes unrecorded
             with contextlib.suppress(Exception):  # the database is gone: the row goes stale
                 await self._leave()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -100,3 +103,31 @@ async def test_a_sender_driven_round_by_round_keeps_the_whole_limit(services: Se
     sender = OutboxSender(services, _Quiet())  # type: ignore[arg-type]
     await sender.run_once()
     assert await _names(services) == [] and sender.senders == 1
+
+
+async def test_a_restart_does_not_wait_for_this_hosts_dead_senders_to_go_stale(
+    services: Services, clock: Any
+) -> None:
+    """Killed or crashed on this host (or this process's earlier life, restarted in a
+    container under the same pid): forgotten at once. Elsewhere, or alive: counted."""
+    host = socket.gethostname()[:50]
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await gone.wait()  # its pid: a process of this host that is no more
+    rows = {
+        f"{host}:{gone.pid}:dead": False,
+        f"{host}:{os.getpid()}:earlier": False,
+        f"{host}:{os.getppid()}:alive": True,
+        "elsewhere:1:unknown": True,
+    }
+    async with services.uow() as uow:
+        for name in rows:
+            await uow.session.execute(insert(LiveSender).values(name=name, seen_at=clock.now()))
+        await uow.commit()
+    sender = OutboxSender(services, _Quiet())  # type: ignore[arg-type]
+    sender.idle = 0.01
+    task = _running(sender)
+    await _until(lambda: sender.next_beat > 0)
+    sender.stop()
+    await task
+    assert sender.senders == 3
+    assert await _names(services) == sorted(name for name, alive in rows.items() if alive)
