@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.db.models import Dispatch, User
 from bot.flows.intake import create_dispatch
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 
 MAX_ID = 2**63 - 1  # ids are 64-bit integers in the database
+# A dispatch or a Telegram update is a few kilobytes: a body past this is refused unread.
+MAX_BODY = 1024 * 1024
 
 ERROR_CODES = {
     400: "bad_request",
@@ -100,11 +103,43 @@ class DispatchOut(BaseModel):
     customer_link: str | None = None
 
 
+class BodyLimit:
+    """Answers 413 to a request whose body is over ``limit`` bytes, without reading more of it
+    than that: at once by its Content-Length, or as it streams in when it has none."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"the request body is over {self.limit} bytes"
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            await problem(413, message)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            event = await receive()
+            if event["type"] == "http.request":
+                received += len(event.get("body", b""))
+                if received > self.limit:  # the route's handler answers 413 (Problem body)
+                    raise HTTPException(413, message)
+            return event
+
+        await self.app(scope, limited, send)
+
+
 def build_app(
     services: Services, *, on_update: Callable[[list[int | None]], None] | None = None
 ) -> FastAPI:
     """Build the app for ``services`` (no engine or bot is created at import time)."""
     app = FastAPI(title="fieldbot", version="1", docs_url="/docs", openapi_url="/openapi.json")
+    app.add_middleware(BodyLimit)
     settings = services.settings
 
     def token_ok(request: Request) -> bool:
@@ -187,6 +222,7 @@ def build_app(
         responses={
             400: {"model": Problem, "description": "The body cannot be read"},
             401: {"model": Problem, "description": "Missing or wrong API token"},
+            413: {"model": Problem, "description": "The body is over 1 MiB"},
             422: {"model": Problem, "description": "Invalid dispatch: one entry per bad field"},
         },
         dependencies=[Depends(require_token)],

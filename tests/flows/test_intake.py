@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot.api.app import build_app
+from bot.api.app import MAX_BODY, build_app
 from bot.cli import main as cli
 from bot.db.models import Dispatch, DispatchEvent
 from bot.flows.intake import import_csv
@@ -104,7 +105,11 @@ async def test_a_new_dispatch_is_offered_to_a_qualified_engineer(services) -> No
     assert events == ["created", "offered"]
     from tests.conftest import outbox_rows
 
-    offers = [r for r in await outbox_rows(services, 1002) if r.ref and r.ref.startswith("offer:")]
+    offers = [
+        r
+        for r in await outbox_rows(services, 1002)
+        if r.method == "sendMessage" and (r.ref or "").startswith("offer:")
+    ]
     assert len(offers) == 1
     assert [b["text"] for b in offers[0].payload["reply_markup"]["inline_keyboard"][0]] == [
         "✅ Accept",
@@ -149,6 +154,32 @@ async def test_rest_requires_the_bearer_token(services) -> None:
         ).status_code == 401
         assert (await client.get("/api/v1/dispatches/1", headers=wrong)).status_code == 401
     assert await count_dispatches(services) == 0
+
+
+async def test_a_body_over_a_mebibyte_is_refused_before_it_is_read(services) -> None:
+    auth = {"Authorization": "Bearer test-api-token", "Content-Type": "application/json"}
+    fields = json.dumps(dispatch_fields(services))
+    padded = fields[:-1] + ', "description": "' + "x" * 4 * MAX_BODY + '"}'
+    read: list[int] = []
+
+    async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for start in range(0, len(padded), 65536):
+            read.append(start)
+            yield padded[start : start + 65536].encode()
+
+    async with await rest(services) as client:
+        for content in (padded.encode(), streamed()):
+            answer = await client.post("/api/v1/dispatches", content=content, headers=auth)
+            assert answer.status_code == 413, answer.text
+            assert answer.json() == {
+                "error": f"the request body is over {MAX_BODY} bytes",
+                "code": "too_large",
+                "fields": [],
+            }
+        assert len(read) < len(padded) // 65536  # the stream was not read to its end
+        created = await client.post("/api/v1/dispatches", content=fields, headers=auth)
+        assert created.status_code == 201
+    assert await count_dispatches(services) == 1
 
 
 async def test_rest_creates_reads_and_validates(services) -> None:
