@@ -47,6 +47,7 @@ GATHER = 0.005  # seconds a round waits for more sends to finish before recordin
 HEARTBEAT = 2.0
 ALIVE = timedelta(seconds=3 * HEARTBEAT)  # not seen for this long: gone (crashed)
 SENDERS = cast(Table, LiveSender.__table__)
+HEARTBEAT_LOCK = 0x6669656C64626F74  # PostgreSQL advisory lock key of the heartbeats
 
 
 CLAIMED = (
@@ -298,9 +299,13 @@ class OutboxSender(Worker):
     async def _beat(self, session: AsyncSession, now: datetime) -> None:
         """In the round's transaction: report this sender running, and take its part of
         Telegram's overall limit (the limit divided by the senders running)."""
+        postgres = dialect_of(session) == "postgresql"
+        if postgres:  # one beat at a time (SQLite: its write lock), or two senders starting
+            # together would each count itself alone
+            await session.execute(select(func.pg_advisory_xact_lock(HEARTBEAT_LOCK)))
         if self.next_beat == 0.0:
             await self._forget_dead_here(session)
-        insert = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+        insert = pg_insert if postgres else sqlite_insert
         seen = insert(SENDERS).values(name=self.name, seen_at=now)
         await session.execute(
             seen.on_conflict_do_update(index_elements=["name"], set_={"seen_at": now})
