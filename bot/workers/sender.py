@@ -5,23 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus
 from bot.db.engine import dialect_of
-from bot.db.models import LiveSender, Outbox
+from bot.db.models import Outbox
 from bot.runtime.base import (
     NotModified,
     PermanentSendError,
@@ -31,6 +26,7 @@ from bot.runtime.base import (
     TransientSendError,
 )
 from bot.services.context import Services
+from bot.workers.limit_share import LimitShare
 from bot.workers.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -42,12 +38,6 @@ UNORDERED = ("answerCallbackQuery",)
 GLOBAL_MARGIN = 0.99
 MAX_IN_FLIGHT = 30
 GATHER = 0.005  # seconds a round waits for more sends to finish before recording them
-# Senders in several processes share Telegram's overall limit: each reports every HEARTBEAT
-# seconds that it runs, counts the senders seen within ALIVE, and sends at its part.
-HEARTBEAT = 2.0
-ALIVE = timedelta(seconds=3 * HEARTBEAT)  # not seen for this long: gone (crashed)
-SENDERS = cast(Table, LiveSender.__table__)
-HEARTBEAT_LOCK = 0x6669656C64626F74  # PostgreSQL advisory lock key of the heartbeats
 
 
 CLAIMED = (
@@ -119,22 +109,6 @@ class Claimed:
     edit_of: str | None
 
 
-_RUNNING: set[str] = set()  # the names of the senders running in this process
-
-
-def _running_here(name: str, pid: int) -> bool:
-    """Whether the sender ``name`` of process ``pid`` of this host runs."""
-    if pid == os.getpid():
-        return name in _RUNNING  # else: this process's earlier life (a new name every start)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up."""
 
@@ -195,13 +169,9 @@ class OutboxSender(Worker):
         # No saved-up burst overall, and a hair under the limit: Telegram counts arrivals in a
         # sliding second, and network jitter can bring two sends closer than they left.
         self.global_bucket = TokenBucket(settings.send_global_rate * GLOBAL_MARGIN, 1)
-        # Sharing the overall limit with the senders of other processes (``run_forever``;
+        # The overall limit, shared with the senders of other processes (``run_forever``;
         # a sender driven round by round, as tests do, has the whole limit to itself).
-        self.name = f"{socket.gethostname()[:50]}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.sharing = False
-        self.senders = 1  # running senders, this one included, as of the last heartbeat
-        self.next_beat = 0.0  # time.monotonic() of the next heartbeat
-        self.hold_until = 0.0  # a newcomer sends once the others have counted it
+        self.share = LimitShare()
         self.chat_buckets: dict[int, TokenBucket] = {}
         self.on_permanent_failure = on_permanent_failure
         self.inflight: set[asyncio.Task[None]] = set()
@@ -230,9 +200,13 @@ class OutboxSender(Worker):
             now = self.services.clock.now()
             if done:
                 await _record(session, done)
-            if self.sharing and time.monotonic() >= self.next_beat:
-                await self._beat(session, now)
-            if time.monotonic() < self.hold_until:
+            if self.share.due():
+                senders = await self.share.beat(session, now)
+                rate = self.services.settings.send_global_rate * GLOBAL_MARGIN / senders
+                if rate != self.global_bucket.rate:
+                    log.info("%d outbox senders share Telegram's overall limit", senders)
+                    self.global_bucket.set_rate(rate)
+            if self.share.holding():
                 limit = 0
             if limit <= 0:
                 await uow.commit(wake=False)
@@ -296,62 +270,17 @@ class OutboxSender(Worker):
                 await uow.commit(wake=False)
             self.owned -= {int(str(values["id"])) for values in done}
 
-    async def _beat(self, session: AsyncSession, now: datetime) -> None:
-        """In the round's transaction: report this sender running, and take its part of
-        Telegram's overall limit (the limit divided by the senders running)."""
-        postgres = dialect_of(session) == "postgresql"
-        if postgres:  # one beat at a time (SQLite: its write lock), or two senders starting
-            # together would each count itself alone
-            await session.execute(select(func.pg_advisory_xact_lock(HEARTBEAT_LOCK)))
-        if self.next_beat == 0.0:
-            await self._forget_dead_here(session)
-        insert = pg_insert if postgres else sqlite_insert
-        seen = insert(SENDERS).values(name=self.name, seen_at=now)
-        await session.execute(
-            seen.on_conflict_do_update(index_elements=["name"], set_={"seen_at": now})
-        )
-        await session.execute(delete(SENDERS).where(SENDERS.c.seen_at < now - 10 * ALIVE))
-        alive = select(func.count()).select_from(SENDERS).where(SENDERS.c.seen_at >= now - ALIVE)
-        senders = max(1, int(await session.scalar(alive) or 1))
-        if self.next_beat == 0.0 and senders > 1:
-            # Until the others count this one they send at their old part: start once they
-            # have (a heartbeat, and as long again for a round under way to reach theirs).
-            self.hold_until = time.monotonic() + 2 * HEARTBEAT
-        if senders != self.senders:
-            log.info("%d outbox senders share Telegram's overall limit", senders)
-        self.senders = senders
-        self.global_bucket.set_rate(
-            self.services.settings.send_global_rate * GLOBAL_MARGIN / senders
-        )
-        self.next_beat = time.monotonic() + HEARTBEAT
-
-    async def _forget_dead_here(self, session: AsyncSession) -> None:
-        """The senders of this host whose process is gone (killed, crashed; or this process's
-        own earlier life, restarted under the same pid in a container) are not running: not
-        waiting ALIVE for their rows to go stale spares a restart's first messages."""
-        host = self.name.rsplit(":", 2)[0]
-        here = select(SENDERS.c.name).where(SENDERS.c.name.startswith(f"{host}:", autoescape=True))
-        dead = []
-        for name in await session.scalars(here):
-            pid = name.rsplit(":", 2)[1]
-            if pid.isdigit() and not _running_here(name, int(pid)):
-                dead.append(name)
-        if dead:
-            await session.execute(delete(SENDERS).where(SENDERS.c.name.in_(dead)))
-
     async def _leave(self) -> None:
-        """A graceful stop: the other senders take this one's part at their next heartbeat."""
         async with self.services.uow() as uow:
-            await uow.session.execute(delete(SENDERS).where(SENDERS.c.name == self.name))
+            await self.share.leave(uow.session)
             await uow.commit(wake=False)
 
     async def run_forever(self) -> None:
-        self.sharing = True
-        _RUNNING.add(self.name)
+        self.share.join()
         try:
             await super().run_forever()
         finally:
-            _RUNNING.discard(self.name)
+            self.share.quit()
             await self.settle()  # a graceful stop: nothing sent goes unrecorded
             with contextlib.suppress(Exception):  # the database is gone: the row goes stale
                 await self._leave()

@@ -214,4 +214,4 @@ async def test_two_senders_share_the_overall_limit(tg, make_settings, db_url, ru
         await rt.stop()
     assert tg.rate_limited == []
     assert all(numbers(tg, u.id) == [0] for u in users)
-    assert all(s.senders == 2 for s in senders)
+    assert all(s.share.senders == 2 for s in senders)

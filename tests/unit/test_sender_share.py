@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 
 from bot.db.models import LiveSender
 from bot.services.context import Services
-from bot.workers import sender as sender_module
+from bot.workers import limit_share
 from bot.workers.sender import GLOBAL_MARGIN, OutboxSender
 
 
@@ -47,7 +47,7 @@ async def _names(services: Services) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def quick_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sender_module, "HEARTBEAT", 0.02)
+    monkeypatch.setattr(limit_share, "HEARTBEAT", 0.02)
 
 
 async def test_two_senders_each_take_half_and_one_that_stops_gives_its_half_back(
@@ -58,21 +58,21 @@ async def test_two_senders_each_take_half_and_one_that_stops_gives_its_half_back
     for sender in (first, second):
         sender.idle = 0.01
     a = _running(first)
-    await _until(lambda: first.next_beat > 0)
-    assert first.senders == 1 and first.global_bucket.rate == pytest.approx(limit)
-    assert first.hold_until == 0.0  # alone: sends at once
+    await _until(lambda: first.share.next_beat > 0)
+    assert first.share.senders == 1 and first.global_bucket.rate == pytest.approx(limit)
+    assert first.share.hold_until == 0.0  # alone: sends at once
 
     b = _running(second)
-    await _until(lambda: second.senders == 2 and first.senders == 2)
-    assert second.hold_until > 0  # a newcomer waits until the others have counted it
+    await _until(lambda: second.share.senders == 2 and first.share.senders == 2)
+    assert second.share.hold_until > 0  # a newcomer waits until the others have counted it
     for sender in (first, second):
         assert sender.global_bucket.rate == pytest.approx(limit / 2)
-    assert await _names(services) == sorted([first.name, second.name])
+    assert await _names(services) == sorted([first.share.name, second.share.name])
 
     second.stop()
     await b
-    assert await _names(services) == [first.name]  # a graceful stop leaves at once
-    await _until(lambda: first.senders == 1)
+    assert await _names(services) == [first.share.name]  # a graceful stop leaves at once
+    await _until(lambda: first.share.senders == 1)
     assert first.global_bucket.rate == pytest.approx(limit)
     first.stop()
     await a
@@ -84,7 +84,7 @@ async def test_a_sender_not_seen_for_a_while_is_gone(services: Services, clock: 
     async with services.uow() as uow:  # a process that crashed without leaving
         await uow.session.execute(
             insert(LiveSender).values(
-                name="crashed", seen_at=now - sender_module.ALIVE - timedelta(seconds=1)
+                name="crashed", seen_at=now - limit_share.ALIVE - timedelta(seconds=1)
             )
         )
         await uow.session.execute(insert(LiveSender).values(name="running", seen_at=now))
@@ -92,8 +92,8 @@ async def test_a_sender_not_seen_for_a_while_is_gone(services: Services, clock: 
     sender = OutboxSender(services, _Quiet())  # type: ignore[arg-type]
     sender.idle = 0.01
     task = _running(sender)
-    await _until(lambda: sender.next_beat > 0)
-    assert sender.senders == 2  # itself and "running", not "crashed"
+    await _until(lambda: sender.share.next_beat > 0)
+    assert sender.share.senders == 2  # itself and "running", not "crashed"
     sender.stop()
     await task
 
@@ -102,7 +102,7 @@ async def test_a_sender_driven_round_by_round_keeps_the_whole_limit(services: Se
     """Tests and tools that call ``run_once`` themselves do not take part in the sharing."""
     sender = OutboxSender(services, _Quiet())  # type: ignore[arg-type]
     await sender.run_once()
-    assert await _names(services) == [] and sender.senders == 1
+    assert await _names(services) == [] and sender.share.senders == 1
 
 
 async def test_a_restart_does_not_wait_for_this_hosts_dead_senders_to_go_stale(
@@ -126,8 +126,8 @@ async def test_a_restart_does_not_wait_for_this_hosts_dead_senders_to_go_stale(
     sender = OutboxSender(services, _Quiet())  # type: ignore[arg-type]
     sender.idle = 0.01
     task = _running(sender)
-    await _until(lambda: sender.next_beat > 0)
+    await _until(lambda: sender.share.next_beat > 0)
     sender.stop()
     await task
-    assert sender.senders == 3
+    assert sender.share.senders == 3
     assert await _names(services) == sorted(name for name, alive in rows.items() if alive)
