@@ -15,6 +15,9 @@ commit to its arrival at the fake (target ≤ 2 s despite the backlog).
 
     uv run python benchmarks/outbox.py                    # 10,000 follow-ups (about 6 minutes)
     uv run python benchmarks/outbox.py --followups 1000   # a quick run
+    uv run python benchmarks/outbox.py --senders 2 --database postgresql   # scale-out: two
+        # worker processes' senders on one outbox (run side by side in this process), which
+        # share the limit through the live_senders table
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bot.db.models import Outbox, User
 from bot.fakeapi import RateLimits, TranscriptEntry
 from bot.i18n import Renderer
 from bot.services.context import Services
+from bot.workers.sender import OutboxSender
 
 FOLLOWUP = "perf_followup"
 ESCALATION = "perf_escalation"
@@ -62,6 +66,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--followups", type=int, default=10_000, help="bulk follow-ups")
     parser.add_argument("--supervisors", type=int, default=5)
+    parser.add_argument(
+        "--senders", type=int, default=1, help="senders on the outbox, as of so many workers"
+    )
     parser.add_argument("--escalate-every", type=float, default=2.0, help="seconds")
     parser.add_argument("--runtime", default="aiogram", choices=["aiogram", "ptb"])
     parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgresql"])
@@ -141,14 +148,18 @@ async def main(args: argparse.Namespace) -> int:
         send_chat_burst=3,
     )
     bot = FieldBot(settings, serve_http=False)
+    # The other workers' senders (each its own heartbeat, buckets and leases, as in its own
+    # process); FieldBot's own sender is the first.
+    others = [OutboxSender(bot.services, bot.runtime) for _ in range(args.senders - 1)]
     writer = Services(
         settings=settings,
         clock=SystemClock(),
         renderer=Renderer(folder),
         sessionmaker=bot.services.sessionmaker,
-        after_commit=[bot.sender.wake.set],
+        after_commit=[s.wake.set for s in [bot.sender, *others]],
     )
     await bot.start()
+    other_tasks = [asyncio.create_task(s.run_forever()) for s in others]
 
     customer_ids = await seed_users(bot, [u.id for u in customers], "customer")
     boss_ids = await seed_users(bot, [u.id for u in bosses], "supervisor")
@@ -234,6 +245,9 @@ async def main(args: argparse.Namespace) -> int:
             select(Outbox.status, func.count()).group_by(Outbox.status)
         )
         statuses = {str(status): int(count) for status, count in found}
+    for sender in others:
+        sender.stop()
+    await asyncio.gather(*other_tasks)
     await bot.stop()
     await tg.stop()
 
@@ -285,7 +299,8 @@ def report(
     ]
     print()
     extra = f", prototype fixes: {args.patches}" if args.patches else ""
-    print(f"Outbox vs Telegram's limits ({args.runtime}, {args.database}{extra}):")
+    senders = f", {args.senders} senders" if args.senders > 1 else ""
+    print(f"Outbox vs Telegram's limits ({args.runtime}, {args.database}{senders}{extra}):")
     print(table(["measure", "value"], rows))
 
 
