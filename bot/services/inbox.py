@@ -120,6 +120,20 @@ async def claim(
     return [Claimed(int(r.update_id), r.chat_id, r.payload, int(r.attempts) + 1) for r in rows]
 
 
+_TAKE = (  # every handled update's: built once (b_: not a column name, which would SET it)
+    update(INBOX)
+    .where(
+        INBOX.c.update_id == bindparam("b_update_id"),
+        INBOX.c.status == InboxStatus.PENDING.value,
+    )
+    .values(
+        status=InboxStatus.DONE.value,
+        done_at=bindparam("b_now", type_=INBOX.c.done_at.type),
+        locked_until=None,
+    )
+)
+
+
 @dataclass
 class Feeding:
     """Set by whoever feeds a stored update through the runtime; tells it a handler ran."""
@@ -144,11 +158,7 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
     One statement on the usual path (the update is a pending inbox row). An update that never
     went through the inbox (a host bot feeding our router) is recorded here, once.
     """
-    done = await session.execute(
-        update(INBOX)
-        .where(INBOX.c.update_id == update_id, INBOX.c.status == InboxStatus.PENDING.value)
-        .values(status=InboxStatus.DONE.value, done_at=now, locked_until=None)
-    )
+    done = await session.execute(_TAKE, {"b_update_id": update_id, "b_now": now})
     if getattr(done, "rowcount", 0):
         return True
     row = {
