@@ -34,6 +34,7 @@ from bot.services import timers
 from bot.services.context import Services
 from bot.services.staff import staff_with_role, supervisors_on_duty
 from bot.services.uow import UnitOfWork
+from bot.workers.loop import FailureStreak
 
 log = logging.getLogger(__name__)
 
@@ -294,13 +295,21 @@ async def sweep(services: Services, limit: int = BATCH) -> int:
 
 def _ticker(services: Services, lock: asyncio.Lock) -> Callable[[], Awaitable[None]]:
     state = {"ensured": False}
+    # A tick that fails (the database is restarting) is tried again at the next tick; logged
+    # as one streak, not as APScheduler's traceback on every tick of the outage.
+    streak = FailureStreak("the timer sweep", "ticks")
 
     async def tick() -> None:
         async with lock:
-            if not state["ensured"]:
-                await ensure_recurring(services)
-                state["ensured"] = True
-            await sweep(services)
+            try:
+                if not state["ensured"]:
+                    await ensure_recurring(services)
+                    state["ensured"] = True
+                await sweep(services)
+            except Exception as exc:
+                streak.failed(exc)
+                return
+            streak.succeeded()
 
     return tick
 

@@ -68,6 +68,43 @@ async def persist(
         return result
 
 
+class FailureStreak:
+    """The failures in a row of something that repeats (a worker's round, a scheduler tick),
+    logged as above: the first with its traceback, each further one as a line, the recovery
+    once with the streak's length."""
+
+    def __init__(self, name: str, what: str = "rounds") -> None:
+        self.name = name
+        self.what = what
+        self.count = 0  # failures in a row
+        self.since = 0.0  # monotonic time of the streak's first failure
+
+    def failed(self, exc: Exception) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.since = time.monotonic()
+            log.error("%s failed; retrying", self.name, exc_info=exc)
+        else:
+            log.warning(
+                "%s failed again (%s: %s), %d in a row",
+                self.name,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:120] if str(exc) else "",
+                self.count,
+            )
+
+    def succeeded(self) -> None:
+        if self.count:
+            log.warning(
+                "%s recovered after %d failed %s (%.1fs)",
+                self.name,
+                self.count,
+                self.what,
+                time.monotonic() - self.since,
+            )
+            self.count = 0
+
+
 class Worker:
     """Repeats ``run_once``; naps ``idle`` seconds when it found nothing to do."""
 
@@ -76,35 +113,15 @@ class Worker:
     def __init__(self) -> None:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
-        self.failed_rounds = 0  # rounds failed in a row
-        self.failed_since = 0.0  # monotonic time of the streak's first failure
+        self.streak = FailureStreak(type(self).__name__)
+
+    @property
+    def failed_rounds(self) -> int:
+        """Rounds failed in a row."""
+        return self.streak.count
 
     async def run_once(self) -> int:
         raise NotImplementedError
-
-    def _round_failed(self, exc: Exception) -> None:
-        name = type(self).__name__
-        self.failed_rounds += 1
-        if self.failed_rounds == 1:
-            self.failed_since = time.monotonic()
-            log.exception("%s failed; retrying", name)
-        else:
-            log.warning(
-                "%s failed again (%s: %s), %d in a row",
-                name,
-                type(exc).__name__,
-                str(exc).splitlines()[0][:120] if str(exc) else "",
-                self.failed_rounds,
-            )
-
-    def _round_recovered(self) -> None:
-        log.warning(
-            "%s recovered after %d failed rounds (%.1fs)",
-            type(self).__name__,
-            self.failed_rounds,
-            time.monotonic() - self.failed_since,
-        )
-        self.failed_rounds = 0
 
     async def run_forever(self) -> None:
         while not self.stopping.is_set():
@@ -114,11 +131,10 @@ class Worker:
             try:
                 done = await self.run_once()
             except Exception as exc:
-                self._round_failed(exc)
+                self.streak.failed(exc)
                 await nap(self.stopping, retry_delay(self.failed_rounds))
                 continue
-            if self.failed_rounds:
-                self._round_recovered()
+            self.streak.succeeded()
             if done == 0 and not self.stopping.is_set():
                 await nap(self.wake, self.idle)
 

@@ -427,3 +427,36 @@ async def test_the_scheduler_ticks_at_start_and_coalesces_missed_ticks(services)
             await timers.schedule(uow, kind=PROBE, subject=f"t:{n}", due_at=uow.clock.now())
         await uow.commit()
     assert len(sweeper.build_scheduler(services).get_jobs()) == before  # rows, not jobs
+
+
+async def test_ticks_failing_in_an_outage_log_one_traceback_then_the_recovery(
+    services, monkeypatch, caplog
+) -> None:
+    """A database restart makes ticks fail for a while: one traceback for the streak, a line
+    for each further tick, one for the recovery — not APScheduler's traceback every tick."""
+    tick = sweeper.build_scheduler(services).get_job("timer-sweep").func
+    down = {"ticks": 3}
+    real_sweep = sweeper.sweep
+
+    async def flaky(svc: Any, *args: Any) -> int:
+        if down["ticks"]:
+            down["ticks"] -= 1
+            raise ConnectionRefusedError("database restarting")
+        return await real_sweep(svc, *args)
+
+    monkeypatch.setattr(sweeper, "sweep", flaky)
+    async with services.uow() as uow:
+        await timers.schedule(
+            uow, kind=PROBE, subject="t:1", due_at=uow.clock.now(), payload={"n": 1}
+        )
+        await uow.commit()
+    for _ in range(4):
+        await tick()  # never raises: APScheduler has nothing to log
+    assert [r.exc_info is not None for r in caplog.records if "timer sweep" in r.getMessage()] == [
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert "recovered after 3 failed ticks" in caplog.records[-1].getMessage()
+    assert await firings(services, 1) == 1  # the fourth tick fired the timer
