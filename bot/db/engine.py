@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -72,6 +74,12 @@ def dialect_of(session: AsyncSession) -> str:
     """``"sqlite"`` or ``"postgresql"``: the database a session talks to (for the few
     statements that differ, such as upserts and ``FOR UPDATE SKIP LOCKED``)."""
     return session.bind.dialect.name if session.bind is not None else "sqlite"
+
+
+def conflict_insert(session: AsyncSession) -> Any:
+    """The dialect's ``insert`` with ``on_conflict_do_nothing`` / ``on_conflict_do_update``
+    (PostgreSQL's or SQLite's; Core's own ``insert`` has neither)."""
+    return pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,12 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import InboxStatus
-from bot.db.engine import dialect_of
+from bot.db.engine import conflict_insert, dialect_of
 from bot.db.models import Inbox
 
 # Core, not the ORM: the inbox is on every update's path, and plain statements on the table
@@ -56,7 +54,7 @@ async def store(session: AsyncSession, updates: list[dict[str, Any]], now: datet
         }
         for u in updates
     ]
-    insert = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+    insert = conflict_insert(session)
     stmt = insert(INBOX).values(rows).on_conflict_do_nothing(index_elements=["update_id"])
     result = await session.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)
@@ -170,7 +168,7 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
         "received_at": now,
         "done_at": now,
     }
-    insert = pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+    insert = conflict_insert(session)
     # Values as parameters, not in the statement: a multi-VALUES insert is compiled afresh
     # on every call (SQLAlchemy cannot cache it), a parametrised one once.
     stmt = insert(INBOX).on_conflict_do_nothing(index_elements=["update_id"])

@@ -17,11 +17,9 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.engine import dialect_of
+from bot.db.engine import conflict_insert, dialect_of
 from bot.db.models import LiveSender
 
 HEARTBEAT = 2.0  # seconds between a sender's reports
@@ -65,15 +63,14 @@ class LimitShare:
 
     async def beat(self, session: AsyncSession, now: datetime) -> int:
         """In the caller's transaction: report this sender running; how many are."""
-        postgres = dialect_of(session) == "postgresql"
-        if postgres:  # one beat at a time (SQLite: its write lock), or two senders starting
-            # together would each count itself alone
+        # One beat at a time (SQLite: its write lock), or two senders starting together
+        # would each count itself alone.
+        if dialect_of(session) == "postgresql":
             await session.execute(select(func.pg_advisory_xact_lock(LOCK)))
         first = self.next_beat == 0.0
         if first:
             await self._forget_dead_here(session)
-        insert = pg_insert if postgres else sqlite_insert
-        seen = insert(SENDERS).values(name=self.name, seen_at=now)
+        seen = conflict_insert(session)(SENDERS).values(name=self.name, seen_at=now)
         await session.execute(
             seen.on_conflict_do_update(index_elements=["name"], set_={"seen_at": now})
         )
