@@ -1,8 +1,10 @@
-"""Telegram's overall limit, shared by the outbox senders of several worker processes.
+"""Telegram's limits, shared by the outbox senders of several worker processes.
 
 Each running sender has a row in ``live_senders``. Every ``HEARTBEAT`` seconds, inside its
 claim transaction, it refreshes its row, counts the senders seen within ``ALIVE`` and takes
-that part of the limit (two workers: half each). A newcomer that finds others waits until
+that part of the overall limit (two workers: half each), and the chats of its part
+(``abs(chat_id) % senders``, by its place among their names): each chat's messages go through
+one sender, whose per-chat bucket keeps the per-chat limit. A newcomer that finds others waits until
 they have counted it; a graceful stop deletes the row at once; a crashed sender's row goes
 stale after ``ALIVE`` (or at once, when a sender on the same host finds its process gone).
 """
@@ -49,6 +51,7 @@ class LimitShare:
     def __init__(self) -> None:
         self.name = f"{socket.gethostname()[:50]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.senders = 1  # running senders, this one included, as of the last heartbeat
+        self.part = 0  # this sender's place among them: it sends to the chats of its part
         self.next_beat = 0.0  # time.monotonic() of the next heartbeat
         self.hold_until = 0.0  # a newcomer sends once the others have counted it
 
@@ -75,8 +78,10 @@ class LimitShare:
             seen.on_conflict_do_update(index_elements=["name"], set_={"seen_at": now})
         )
         await session.execute(delete(SENDERS).where(SENDERS.c.seen_at < now - 10 * ALIVE))
-        alive = select(func.count()).select_from(SENDERS).where(SENDERS.c.seen_at >= now - ALIVE)
-        self.senders = max(1, int(await session.scalar(alive) or 1))
+        alive = select(SENDERS.c.name).where(SENDERS.c.seen_at >= now - ALIVE)
+        names = sorted(await session.scalars(alive))
+        self.senders = max(1, len(names))
+        self.part = names.index(self.name) if self.name in names else 0
         if first and self.senders > 1:
             # Until the others count this one they send at their old part: start once they
             # have (a heartbeat, and as long again for a round under way to reach theirs).

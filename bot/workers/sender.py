@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import BigInteger, Integer, Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import OutboxStatus
@@ -59,9 +59,13 @@ def _claim_statement(*, lock: bool) -> Any:
     # A message held back by quiet hours (never tried, not yet allowed) is not the chat's
     # head: an urgent one written after it goes now. Retries keep their place.
     held = (OUTBOX.c.attempts == 0) & (OUTBOX.c.not_before > now)
+    # With several senders each takes the chats of its part (see limit_share): a chat's
+    # messages then go through one sender, whose per-chat bucket paces them.
+    parts, part = bindparam("parts", type_=Integer), bindparam("part", type_=Integer)
+    ours = func.abs(OUTBOX.c.chat_id, type_=BigInteger) % parts == part
     heads = (
         select(func.min(OUTBOX.c.id))
-        .where(pending, ordered, ~held)
+        .where(pending, ordered, ~held, ours)
         .group_by(OUTBOX.c.chat_id)
         .having(~OUTBOX.c.chat_id.in_(busy))
     )
@@ -214,7 +218,13 @@ class OutboxSender(Worker):
                 return []
             mine = sorted(self.owned - recorded)  # being sent, or sent and unrecorded: not again
             stmt = _CLAIM_LOCKED if dialect_of(session) == "postgresql" else _CLAIM
-            params = {"now": now, "limit": limit, "mine": mine}
+            params = {
+                "now": now,
+                "limit": limit,
+                "mine": mine,
+                "parts": self.share.senders,
+                "part": self.share.part,
+            }
             rows = []
             for found in await session.execute(stmt, params):
                 row = Claimed(*found)

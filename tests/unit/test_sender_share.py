@@ -68,12 +68,17 @@ async def test_two_senders_each_take_half_and_one_that_stops_gives_its_half_back
     for sender in (first, second):
         assert sender.global_bucket.rate == pytest.approx(limit / 2)
     assert await _names(services) == sorted([first.share.name, second.share.name])
+    # and the chats: each its own part, by its place among the names
+    assert sorted([first.share.part, second.share.part]) == [0, 1]
+    assert [first.share.name, second.share.name][first.share.part == 1] == min(
+        first.share.name, second.share.name
+    )
 
     second.stop()
     await b
     assert await _names(services) == [first.share.name]  # a graceful stop leaves at once
     await _until(lambda: first.share.senders == 1)
-    assert first.global_bucket.rate == pytest.approx(limit)
+    assert first.global_bucket.rate == pytest.approx(limit) and first.share.part == 0
     first.stop()
     await a
     assert await _names(services) == []
