@@ -42,6 +42,8 @@ class InLoopCursor(sqlite3.Cursor):
 
 
 class InLoopConnection(sqlite3.Connection):
+    """A sqlite3 connection whose cursors are ``InLoopCursor`` (``make_engine`` opens it)."""
+
     def cursor(self, factory: Any = InLoopCursor) -> Any:
         return super().cursor(factory)
 

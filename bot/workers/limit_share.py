@@ -52,6 +52,10 @@ class LimitShare:
         self.name = f"{socket.gethostname()[:50]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.senders = 1  # running senders, this one included, as of the last heartbeat
         self.part = 0  # this sender's place among them: it sends to the chats of its part
+        # When the senders change, the part it had is kept for a while too: better that a
+        # chat is served by two senders for a moment than by none until they all have beaten.
+        self.before = (1, 0)
+        self.before_until = 0.0
         self.next_beat = 0.0  # time.monotonic() of the next heartbeat
         self.hold_until = 0.0  # a newcomer sends once the others have counted it
 
@@ -80,14 +84,29 @@ class LimitShare:
         await session.execute(delete(SENDERS).where(SENDERS.c.seen_at < now - 10 * ALIVE))
         alive = select(SENDERS.c.name).where(SENDERS.c.seen_at >= now - ALIVE)
         names = sorted(await session.scalars(alive))
+        was = (self.senders, self.part)
         self.senders = max(1, len(names))
         self.part = names.index(self.name) if self.name in names else 0
+        if not first and was != (self.senders, self.part):
+            self.before, self.before_until = was, time.monotonic() + 2 * HEARTBEAT
         if first and self.senders > 1:
             # Until the others count this one they send at their old part: start once they
             # have (a heartbeat, and as long again for a round under way to reach theirs).
             self.hold_until = time.monotonic() + 2 * HEARTBEAT
         self.next_beat = time.monotonic() + HEARTBEAT
         return self.senders
+
+    def chats(self) -> dict[str, int]:
+        """The claim's parameters for the chats of this sender's part (and, for a while after
+        the senders changed, of the part it had): ``abs(chat_id) % parts == part``."""
+        before = self.before if time.monotonic() < self.before_until else None
+        parts_before, part_before = before or (self.senders, self.part)
+        return {
+            "parts": self.senders,
+            "part": self.part,
+            "parts_before": parts_before,
+            "part_before": part_before,
+        }
 
     async def _forget_dead_here(self, session: AsyncSession) -> None:
         """The senders of this host whose process is gone (killed, crashed; or this process's

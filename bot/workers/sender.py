@@ -61,8 +61,14 @@ def _claim_statement(*, lock: bool) -> Any:
     held = (OUTBOX.c.attempts == 0) & (OUTBOX.c.not_before > now)
     # With several senders each takes the chats of its part (see limit_share): a chat's
     # messages then go through one sender, whose per-chat bucket paces them.
-    parts, part = bindparam("parts", type_=Integer), bindparam("part", type_=Integer)
-    ours = func.abs(OUTBOX.c.chat_id, type_=BigInteger) % parts == part
+    chat = func.abs(OUTBOX.c.chat_id, type_=BigInteger)
+
+    def part(name: str) -> Any:
+        return chat % bindparam(f"parts{name}", type_=Integer) == bindparam(
+            f"part{name}", type_=Integer
+        )
+
+    ours = part("") | part("_before")
     heads = (
         select(func.min(OUTBOX.c.id))
         .where(pending, ordered, ~held, ours)
@@ -218,13 +224,7 @@ class OutboxSender(Worker):
                 return []
             mine = sorted(self.owned - recorded)  # being sent, or sent and unrecorded: not again
             stmt = _CLAIM_LOCKED if dialect_of(session) == "postgresql" else _CLAIM
-            params = {
-                "now": now,
-                "limit": limit,
-                "mine": mine,
-                "parts": self.share.senders,
-                "part": self.share.part,
-            }
+            params = {"now": now, "limit": limit, "mine": mine, **self.share.chats()}
             rows = []
             for found in await session.execute(stmt, params):
                 row = Claimed(*found)

@@ -193,28 +193,42 @@ async def test_an_edit_of_a_message_gone_from_the_chat_alerts_nobody(
 
 async def test_two_senders_share_the_overall_limit(tg, make_settings, db_url, runtime) -> None:
     """Two worker processes' senders on one outbox (as in scale-out): together they keep
-    Telegram's overall limit (here 10 a second) and each chat's (1 a second: a chat's
-    messages go through one of them), with nothing lost, sent twice or out of order."""
+    Telegram's overall limit (here 10 a second) from the moment they start, and each chat's
+    (1 a second: a chat's messages go through one of them) once both have settled, with
+    nothing lost, sent twice or out of order."""
     services, rt = await make(
         tg, make_settings, db_url, runtime, send_global_rate=10, send_chat_rate=1, send_chat_burst=1
     )
     tg.limits = RateLimits(global_per_second=10, per_chat_per_second=1)
-    users = [tg.user(first_name=f"U{i}") for i in range(3)]
+    users = [tg.user(first_name=f"U{i}") for i in range(30)]
     for u in users:
         await u.send("hi")
-    await queue(services, [u.id for u in users], 8)  # a chat's messages outlast the newcomer's wait
     senders = [OutboxSender(services, rt), OutboxSender(services, rt)]
-    tasks = [asyncio.create_task(s.run_forever()) for s in senders]
-    try:
+
+    async def delivered(count: int) -> None:
         deadline = time.monotonic() + 30
-        while sum(len(tg.messages(u.id)) for u in users) < 8 * len(users):
+        while sum(len(tg.messages(u.id)) for u in users) < count:
             assert time.monotonic() < deadline, "not delivered in time"
             await tg._wait_change(0.5)  # wakes on every change the fake sees
+
+    await queue(services, [u.id for u in users], 1)  # waiting when both start
+    tasks = [asyncio.create_task(s.run_forever()) for s in senders]
+    try:
+        await delivered(len(users))
+        assert tg.rate_limited == []  # the start: the newcomer waited until counted
+        settled = max(max(s.share.hold_until, s.share.before_until) for s in senders)
+        await asyncio.sleep(max(0.0, settled - time.monotonic()))
+        few = users[:3]
+        await queue(services, [u.id for u in few], 7)  # 7 more to each of 3 chats
+        for s in senders:
+            s.wake.set()
+        await delivered(len(users) + 7 * len(few))
     finally:
         for s in senders:
             s.stop()
         await asyncio.gather(*tasks)
         await rt.stop()
-    assert tg.rate_limited == []
-    assert all(numbers(tg, u.id) == list(range(8)) for u in users)
+    assert tg.rate_limited == []  # each chat paced by the one sender of its part
+    assert all(numbers(tg, u.id) == [0, *range(7)] for u in few)  # in order
+    assert all(numbers(tg, u.id) == [0] for u in users[3:])
     assert all(s.share.senders == 2 for s in senders)

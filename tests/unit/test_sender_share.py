@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import insert, select
 from bot.db.models import LiveSender
 from bot.services.context import Services
 from bot.workers import limit_share
+from bot.workers.limit_share import LimitShare
 from bot.workers.sender import GLOBAL_MARGIN, OutboxSender
 
 
@@ -68,8 +70,10 @@ async def test_two_senders_each_take_half_and_one_that_stops_gives_its_half_back
     for sender in (first, second):
         assert sender.global_bucket.rate == pytest.approx(limit / 2)
     assert await _names(services) == sorted([first.share.name, second.share.name])
-    # and the chats: each its own part, by its place among the names
+    # and the chats: each its own part, by its place among the names; the first also keeps
+    # the part it had (every chat) for a while, so that none waits for the newcomer
     assert sorted([first.share.part, second.share.part]) == [0, 1]
+    assert first.share.before == (1, 0)
     assert [first.share.name, second.share.name][first.share.part == 1] == min(
         first.share.name, second.share.name
     )
@@ -136,3 +140,12 @@ async def test_a_restart_does_not_wait_for_this_hosts_dead_senders_to_go_stale(
     await task
     assert sender.share.senders == 3
     assert await _names(services) == sorted(name for name, alive in rows.items() if alive)
+
+
+def test_for_a_while_after_the_senders_change_a_sender_also_serves_its_old_part() -> None:
+    share = LimitShare()
+    share.senders, share.part = 2, 1
+    share.before, share.before_until = (1, 0), time.monotonic() + 60
+    assert share.chats() == {"parts": 2, "part": 1, "parts_before": 1, "part_before": 0}
+    share.before_until = time.monotonic() - 1
+    assert share.chats() == {"parts": 2, "part": 1, "parts_before": 2, "part_before": 1}
