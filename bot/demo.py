@@ -172,6 +172,11 @@ async def _walk(tg: FakeTelegram, bot: FieldBot, out: Callable[[str], None]) -> 
     await tg.wait_for(lina.id, "add a comment")
     await lina.send("Quick and tidy, thank you!")
     await tg.wait_for(lina.id, "Thank you for your feedback")
+
+    _say(out, "The job is signed off: the customer's phone and address leave Chen's chat")
+    await tg.wait_for(chen.id, "signed off job FB000001", timeout=15)
+    for _ in range(4):  # the job card, the call prompt, the two arrival prompts
+        await tg.wait_for_edit(chen.id, "removed from this chat", timeout=15)
     await tg.wait_idle(quiet=0.3)
 
 
