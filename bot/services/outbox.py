@@ -247,7 +247,8 @@ async def _shown(
     session: AsyncSession, chat_id: int, refs: Sequence[str], prefix: str | None
 ) -> list[str]:
     """The refs of the messages stored for ``chat_id`` under ``refs`` or ``prefix`` that went
-    out or may have, oldest first; the ones never tried are deleted here (withdrawn)."""
+    out or may have, oldest first; the ones never tried are deleted here (withdrawn), and so
+    are the edits of any of them not tried yet."""
     live = (OutboxStatus.PENDING.value, OutboxStatus.SENT.value)
     rows = (
         await session.execute(
@@ -278,6 +279,18 @@ async def _shown(
             .returning(OUTBOX.c.id)
         )
         withdrawn = set(gone.scalars())
+    if rows:
+        # An edit of one of them not tried yet would show the old text once more before the
+        # replacement (or fail, its message withdrawn): the replacement supersedes it.
+        await session.execute(
+            delete(OUTBOX).where(
+                OUTBOX.c.status == OutboxStatus.PENDING.value,
+                OUTBOX.c.chat_id == chat_id,
+                OUTBOX.c.edit_of.in_({r.ref for r in rows}),
+                OUTBOX.c.attempts == 0,
+                OUTBOX.c.locked_until.is_(None),
+            )
+        )
     return [r.ref for r in rows if r.id not in withdrawn]
 
 

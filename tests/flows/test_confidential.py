@@ -171,20 +171,37 @@ async def test_a_private_message_not_sent_yet_never_shows_the_contact(services, 
     assert all(r.status == "sent" for r in await outbox_rows(services, ENG))
 
 
-async def test_an_edit_of_a_message_withdrawn_before_it_went_out_fails_quietly(services) -> None:
-    """Nothing sent yet when the job is taken away: the offer is withdrawn, and its edit into
-    the accepted-job card (queued by the accept) finds no message and is marked failed."""
+async def test_a_job_taken_away_before_anything_went_out_leaves_nothing_to_send(services) -> None:
+    """Nothing sent yet when the job is taken away: the offer is withdrawn, and so is its edit
+    into the accepted-job card (queued by the accept), instead of failing at the sender."""
     chats = Chats()
     job = await accepted_job(services)
     await press(services, SUP, f"job:{job.id}:reasg")
     await deliver(services, chats)
 
     assert not any(n in p.get("text", "") for p in chats.view(ENG).values() for n in PRIVATE[:2])
-    failed = [r for r in await outbox_rows(services, ENG) if r.status == "failed"]
-    assert [(r.method, r.error) for r in failed] == [
-        ("editMessageText", "original message not sent")
-    ]
+    assert not [r for r in await outbox_rows(services, ENG) if r.status == "failed"]
+    assert not [r for r in await outbox_rows(services, ENG) if r.edit_of]
     assert not chats.showing(ENG, REMOVED)  # nothing to edit: nothing was shown
+
+
+async def test_an_edit_not_sent_yet_does_not_show_the_contact_once_more(services) -> None:
+    """The offer went out, the accept's edit of it into the job card (with the contact) has
+    not: taken away now, the card never shows; the offer is edited without the contact."""
+    chats = Chats()
+    engineer = await onboard(services, ENG)
+    await onboard(services, SUP, role="supervisor", name="Boss", skills=())
+    dispatch = await new_dispatch(services)
+    offer = await offer_id(services, dispatch.id, engineer.user.id)
+    await deliver(services, chats)  # the offer and its pin
+    await press(services, ENG, f"off:{offer}:acc")  # the card edit waits in the outbox
+    await press(services, SUP, f"job:{dispatch.id}:reasg")
+    await deliver(services, chats)
+
+    edits = [p for m, p in chats.calls if m == "editMessageText"]
+    assert edits and all(REMOVED in p["text"] for p in edits)  # only the scrub went out
+    assert not any(n in p.get("text", "") for p in chats.view(ENG).values() for n in PRIVATE)
+    assert chats.pins(ENG) == []
 
 
 async def test_a_cancelled_job_is_scrubbed_in_the_engineers_language(services) -> None:
