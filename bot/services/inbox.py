@@ -177,11 +177,7 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
 
 async def mark_unhandled_done(session: AsyncSession, update_id: int, now: datetime) -> None:
     """Close an update that went through the runtime without reaching a handler."""
-    await session.execute(
-        update(INBOX)
-        .where(INBOX.c.update_id == update_id, INBOX.c.status == InboxStatus.PENDING.value)
-        .values(status=InboxStatus.DONE.value, done_at=now, locked_until=None)
-    )
+    await session.execute(_TAKE, {"b_update_id": update_id, "b_now": now})
 
 
 async def mark_failed(session: AsyncSession, update_id: int, now: datetime, error: str) -> None:
