@@ -83,4 +83,6 @@ def conflict_insert(session: AsyncSession) -> Any:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+    inloop = engine.dialect.driver == sqlite_inloop.DRIVER
+    session_class = sqlite_inloop.InLoopSession if inloop else AsyncSession
+    return async_sessionmaker(engine, class_=session_class, expire_on_commit=False, autoflush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -9,12 +10,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
 from sqlalchemy import event, func, select, text
+from sqlalchemy.ext.asyncio import session as async_session_module
 
 from bot.bootstrap import SchemaBehind, prepare_database
 from bot.cli import main as cli
 from bot.db import migrate
 from bot.db.engine import make_engine
 from bot.db.models import Base, Customer, Timer
+from bot.db.sqlite_inloop import InLoopSession
 from bot.services import timers
 from tests.conftest import reset_database
 
@@ -159,3 +162,97 @@ async def test_a_subjects_timers_are_found_by_the_subject_index(services) -> Non
     assert len(plans) == 3
     for plan in plans:
         assert "USING INDEX ix_timers_subject" in plan, plan
+
+
+# ---- SQLite in the loop: a unit of work holding its connection calls the session directly
+
+
+def _inloop(services) -> bool:
+    return bool(services.settings.database_url.startswith("sqlite"))
+
+
+@pytest.fixture
+def spawns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the session calls AsyncSession ran in a greenlet of their own."""
+    calls: list[str] = []
+    real = async_session_module.greenlet_spawn
+
+    async def counting(fn, *args, **kwargs):
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(async_session_module, "greenlet_spawn", counting)
+    return calls
+
+
+async def test_a_unit_of_work_holding_its_connection_spawns_no_greenlet(services, spawns) -> None:
+    if not _inloop(services):
+        pytest.skip("the in-loop session is SQLite's")
+    assert services.sessionmaker.class_ is InLoopSession
+    async with services.uow() as uow:
+        assert await uow.session.scalar(select(func.count()).select_from(Customer)) == 0
+        customer = Customer(name="Acme", created_at=uow.clock.now())
+        uow.session.add(customer)
+        await uow.session.flush()
+        assert await uow.session.get(Customer, customer.id) is customer
+        assert (await uow.session.execute(select(Customer.name))).scalar_one() == "Acme"
+        await uow.commit()
+    # The first call checked the connection out (it may wait for the pool); the others,
+    # and the commit, ran the synchronous session directly.
+    assert spawns == ["scalar", "close"]
+    async with services.uow() as uow:
+        assert await uow.session.scalar(select(Customer.name)) == "Acme"
+
+
+async def test_a_session_goes_back_to_the_pool_path_after_commit_and_rollback(
+    services, spawns
+) -> None:
+    if not _inloop(services):
+        pytest.skip("the in-loop session is SQLite's")
+    async with services.uow() as uow:
+        uow.session.add(Customer(name="First", created_at=uow.clock.now()))
+        await uow.session.commit()
+        assert uow.session.sync_session.holds_connection is False
+        uow.session.add(Customer(name="Second", created_at=uow.clock.now()))
+        await uow.session.flush()  # a new transaction: checks a connection out again
+        assert uow.session.sync_session.holds_connection is True
+        await uow.session.rollback()
+        assert uow.session.sync_session.holds_connection is False
+    assert spawns.count("flush") == 1  # the one that had to check the connection out
+    async with services.uow() as uow:
+        names = (await uow.session.scalars(select(Customer.name))).all()
+    assert names == ["First"]
+
+
+async def test_a_unit_of_work_waits_for_the_connection_another_holds(services) -> None:
+    """SQLite has one connection per process: a second unit of work waits for it in the
+    pool (a real await), then calls directly once it holds it."""
+    if not _inloop(services):
+        pytest.skip("the in-loop session is SQLite's")
+    first_holds = asyncio.Event()
+    release = asyncio.Event()
+
+    async def first() -> None:
+        async with services.uow() as uow:
+            uow.session.add(Customer(name="First", created_at=uow.clock.now()))
+            await uow.session.flush()
+            first_holds.set()
+            await release.wait()
+            await uow.commit()
+
+    async def second() -> list[str]:
+        await first_holds.wait()
+        async with services.uow() as uow:
+            names = (await uow.session.scalars(select(Customer.name))).all()
+            uow.session.add(Customer(name="Second", created_at=uow.clock.now()))
+            await uow.commit()
+            return list(names)
+
+    one = asyncio.create_task(first())
+    two = asyncio.create_task(second())
+    await first_holds.wait()
+    await asyncio.sleep(0.05)
+    assert not two.done()  # waiting for the connection
+    release.set()
+    await one
+    assert await two == ["First"]  # it ran after the first had committed
