@@ -52,6 +52,7 @@ from reliability.outage_proxy import DbProxy
 
 SCRATCH_DB = "fieldbot_outage"
 CANARY = "canary:"
+CANARY_GRACE = 3.0  # seconds after the last canary is due: a sweep tick (1 s) and its claim
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -163,7 +164,8 @@ async def one_run(args: argparse.Namespace, mode: str, direct: str, proxy: DbPro
         pids = [p.pid for p in load.procs]
         now = datetime.now(UTC)
         start = now + timedelta(seconds=args.after - 2)
-        await add_canaries(direct, args.canaries, start, start + timedelta(seconds=args.outage + 6))
+        last_canary = start + timedelta(seconds=args.outage + 6)
+        await add_canaries(direct, args.canaries, start, last_canary)
         walk = asyncio.create_task(load.walk())
         await asyncio.sleep(max(0.0, args.after - 2))
         quiet = asyncio.Event()  # visitors chat from 2 s before the outage to 2 s after it
@@ -184,6 +186,9 @@ async def one_run(args: argparse.Namespace, mode: str, direct: str, proxy: DbPro
         await chatter
         await walk
         settled = await load.settle()
+        # A short walk can end before the last canaries are due: give them their sweep.
+        due_in = (last_canary - datetime.now(UTC)).total_seconds() + CANARY_GRACE
+        await asyncio.sleep(max(0.0, due_in))
         outcome = await load.check()
         canaries = await canary_report(direct)
         alive = load.alive()

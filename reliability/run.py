@@ -34,7 +34,11 @@ CHECKS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "db_outage": (
         ["reliability/db_outage.py", "-n", "10", "--jobs", "2", "--mode", "both"],
-        ["reliability/db_outage.py", "-n", "5", "--jobs", "1", "--mode", "webhook"],
+        # The outage starts 1 s into the walk, while the engineers are still walking.
+        [
+            *("reliability/db_outage.py", "-n", "5", "--jobs", "2"),
+            *("--after", "1", "--outage", "5", "--mode", "webhook"),
+        ],
     ),
     "two_workers": (
         ["reliability/two_workers.py", "-n", "10", "--jobs", "2"],
