@@ -185,10 +185,17 @@ def spawns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-async def test_a_unit_of_work_holding_its_connection_spawns_no_greenlet(services, spawns) -> None:
+async def _open_the_connection(services, spawns: list[str]) -> None:
+    async with services.uow() as uow:
+        await uow.session.execute(select(1))
+    spawns.clear()
+
+
+async def test_a_unit_of_work_with_the_connection_free_spawns_no_greenlet(services, spawns) -> None:
     if not _inloop(services):
         pytest.skip("the in-loop session is SQLite's")
     assert services.sessionmaker.class_ is InLoopSession
+    await _open_the_connection(services, spawns)
     async with services.uow() as uow:
         assert await uow.session.scalar(select(func.count()).select_from(Customer)) == 0
         customer = Customer(name="Acme", created_at=uow.clock.now())
@@ -197,38 +204,41 @@ async def test_a_unit_of_work_holding_its_connection_spawns_no_greenlet(services
         assert await uow.session.get(Customer, customer.id) is customer
         assert (await uow.session.execute(select(Customer.name))).scalar_one() == "Acme"
         await uow.commit()
-    # The first call checked the connection out (it may wait for the pool); the others,
-    # and the commit, ran the synchronous session directly.
-    assert spawns == ["scalar", "close"]
+    # The pool had the connection idle: every call, the commit and the close ran the
+    # synchronous session directly. (Opening it took one greenlet: the pool's first-connect
+    # events run under an asyncio lock.)
+    assert spawns == []
     async with services.uow() as uow:
         assert await uow.session.scalar(select(Customer.name)) == "Acme"
 
 
-async def test_a_session_goes_back_to_the_pool_path_after_commit_and_rollback(
-    services, spawns
-) -> None:
+async def test_a_session_knows_when_it_holds_its_connection(services) -> None:
     if not _inloop(services):
         pytest.skip("the in-loop session is SQLite's")
     async with services.uow() as uow:
+        assert uow.session.sync_session.holds_connection is False
         uow.session.add(Customer(name="First", created_at=uow.clock.now()))
         await uow.session.commit()
         assert uow.session.sync_session.holds_connection is False
         uow.session.add(Customer(name="Second", created_at=uow.clock.now()))
-        await uow.session.flush()  # a new transaction: checks a connection out again
+        await uow.session.flush()  # a new transaction checks the connection out again
         assert uow.session.sync_session.holds_connection is True
+        async with uow.savepoint():
+            uow.session.add(Customer(name="Third", created_at=uow.clock.now()))
+        assert uow.session.sync_session.holds_connection is True  # a savepoint's end is not
         await uow.session.rollback()
         assert uow.session.sync_session.holds_connection is False
-    assert spawns.count("flush") == 1  # the one that had to check the connection out
     async with services.uow() as uow:
         names = (await uow.session.scalars(select(Customer.name))).all()
     assert names == ["First"]
 
 
-async def test_a_unit_of_work_waits_for_the_connection_another_holds(services) -> None:
+async def test_a_unit_of_work_waits_for_the_connection_another_holds(services, spawns) -> None:
     """SQLite has one connection per process: a second unit of work waits for it in the
-    pool (a real await), then calls directly once it holds it."""
+    pool (a real await, in a greenlet), then calls directly once it holds it."""
     if not _inloop(services):
         pytest.skip("the in-loop session is SQLite's")
+    await _open_the_connection(services, spawns)
     first_holds = asyncio.Event()
     release = asyncio.Event()
 
@@ -256,3 +266,4 @@ async def test_a_unit_of_work_waits_for_the_connection_another_holds(services) -
     release.set()
     await one
     assert await two == ["First"]  # it ran after the first had committed
+    assert spawns == ["execute"]  # only the call that had to wait for the connection
