@@ -192,8 +192,14 @@ async def link_by_code(
     )
     newly = dispatch.customer_user_id is None
     if newly:
-        dispatch.customer_user_id = user.id
-        await svc.record(uow, dispatch, "customer_linked", actor=user, via="link")
+        await svc.record(
+            uow,
+            dispatch,
+            "customer_linked",
+            actor=user,
+            changes={"customer_user_id": user.id},
+            via="link",
+        )
     await _tell_linked(uow, user, [dispatch], newly=[dispatch] if newly else [])
 
 
@@ -238,8 +244,14 @@ async def link_by_contact(
     mine = [job for job in jobs if job.customer_user_id in (None, user.id)]
     newly = [job for job in mine if job.customer_user_id is None]
     for job in newly:
-        job.customer_user_id = user.id
-        await svc.record(uow, job, "customer_linked", actor=user, via="contact")
+        await svc.record(
+            uow,
+            job,
+            "customer_linked",
+            actor=user,
+            changes={"customer_user_id": user.id},
+            via="contact",
+        )
     if not mine:
         await uow.out.send(
             Msg(
@@ -602,16 +614,13 @@ async def _complete(
     """Signed off: the record on the job, the PDF to customer and service centre, feedback."""
     await cust.supersede_pending(uow, dispatch.id)
     at = signoff.answered_at or uow.clock.now()
-    dispatch.report = {
-        **dispatch.report,
-        "signoff": {
-            "id": signoff.id,
-            "method": signoff.method,
-            "at": at.isoformat(),
-            "sha256": signoff.text_sha256,
-            "telegram_id": signoff.telegram_id,
-            "customer_user_id": signoff.customer_user_id,
-        },
+    record = {
+        "id": signoff.id,
+        "method": signoff.method,
+        "at": at.isoformat(),
+        "sha256": signoff.text_sha256,
+        "telegram_id": signoff.telegram_id,
+        "customer_user_id": signoff.customer_user_id,
     }
     await svc.record(
         uow,
@@ -619,6 +628,7 @@ async def _complete(
         "signed_off",
         actor=actor,
         to_status=DispatchStatus.SIGNED_OFF,
+        changes={"report": {**dispatch.report, "signoff": record}},
         method=signoff.method,
         signoff_id=signoff.id,
         sha256=signoff.text_sha256,

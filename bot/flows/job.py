@@ -228,9 +228,10 @@ def _late_now(dispatch: Dispatch, now: datetime) -> bool:
     return _late(dispatch) or now > dispatch.window_end
 
 
-def _set(dispatch: Dispatch, attr: str, **values: Any) -> None:
-    """Update a JSON column so SQLAlchemy sees the change."""
-    setattr(dispatch, attr, {**getattr(dispatch, attr), **values})
+def _merged(dispatch: Dispatch, attr: str, **values: Any) -> dict[str, Any]:
+    """A JSON column of the dispatch with these keys set (a new dict: the column is written
+    whole)."""
+    return {**getattr(dispatch, attr), **values}
 
 
 # ---- step 2: contact the customer within CONTACT_DEADLINE -------------------------------------
@@ -333,34 +334,34 @@ async def set_eta(
         require(dispatch, DispatchStatus.ACCEPTED)
         late = _late_now(dispatch, now)
         check_eta(dispatch, eta, now, late=late, tz=tz)
-        dispatch.eta = eta
-        dispatch.contacted_at = now
         await svc.record(
             uow,
             dispatch,
             "customer_contacted",
             actor=engineer,
             to_status=DispatchStatus.CONTACTED,
+            changes={"eta": eta, "contacted_at": now},
             eta=eta.isoformat(),
         )
         await timers.cancel(uow, subject=subject, kinds=(CONTACT_REMINDER, CONTACT_OVERDUE))
         if late and not _late(dispatch):
             # Contact confirmed after the window ended: the job is late from the start.
-            _set(dispatch, "arrival", late=True)
-            await svc.record(uow, dispatch, "late")
+            await svc.record(
+                uow, dispatch, "late", changes={"arrival": _merged(dispatch, "arrival", late=True)}
+            )
             await alert_supervisors(uow, dispatch, "alert_late_arrival")
         await _arm_arrival(uow, dispatch)
         await notify_customer(uow, dispatch, "cust_contacted", eta=eta)
     elif mode == "omw":
         require(dispatch, DispatchStatus.CONTACTED, DispatchStatus.EN_ROUTE)
         check_eta(dispatch, eta, now, late=_late_now(dispatch, now), tz=tz)
-        dispatch.eta = eta
         await svc.record(
             uow,
             dispatch,
             "on_my_way",
             actor=engineer,
             to_status=DispatchStatus.EN_ROUTE,
+            changes={"eta": eta},
             eta=eta.isoformat(),
         )
         await notify_customer(uow, dispatch, "cust_on_the_way", eta=eta)
@@ -369,8 +370,9 @@ async def set_eta(
         if not _late_now(dispatch, now):
             raise DomainError("err_stale_button")  # late ETAs answer a late alert only
         check_eta(dispatch, eta, now, late=True, tz=tz)
-        dispatch.eta = eta
-        await svc.record(uow, dispatch, "new_eta", actor=engineer, eta=eta.isoformat())
+        await svc.record(
+            uow, dispatch, "new_eta", actor=engineer, changes={"eta": eta}, eta=eta.isoformat()
+        )
         await notify_customer(uow, dispatch, "cust_new_eta", eta=eta)
     else:
         raise DomainError("err_stale_button")
@@ -459,9 +461,7 @@ async def check_in(
     inside = svc.in_window(dispatch, now)
     verified = latitude is not None
     far = distance is not None and distance > uow.settings.checkin_radius
-    previous = dispatch.status
-    dispatch.arrived_at = now
-    _set(
+    arrival = _merged(
         dispatch,
         "arrival",
         at=now.isoformat(),
@@ -472,7 +472,7 @@ async def check_in(
         verified=verified,
         auto=auto,
         typed_address=typed_address or None,
-        previous_status=previous,
+        previous_status=dispatch.status,
     )
     await svc.record(
         uow,
@@ -480,6 +480,7 @@ async def check_in(
         "arrived",
         actor=engineer,
         to_status=DispatchStatus.ON_SITE,
+        changes={"arrived_at": now, "arrival": arrival},
         latitude=latitude,
         longitude=longitude,
         distance_m=distance,
@@ -558,7 +559,8 @@ async def location_shared(
         await check_in(uow, engineer, dispatch, latitude=latitude, longitude=longitude, auto=True)
         return
     if dispatch.arrival.get("no_auto"):
-        _set(dispatch, "arrival", no_auto=False)  # left the site: automatic check-in again
+        # Left the site: automatic check-in again.
+        await svc.write(uow, dispatch, arrival=_merged(dispatch, "arrival", no_auto=False))
     await _live_eta(uow, engineer, dispatch, distance, first=not edited)
 
 
@@ -570,8 +572,8 @@ async def _live_eta(
     if not first and last and now - datetime.fromisoformat(str(last)) < LIVE_ETA_EVERY:
         return
     eta = now + travel_time(distance)
-    dispatch.eta = eta
-    _set(dispatch, "arrival", live=True, live_eta_sent_at=now.isoformat())
+    arrival = _merged(dispatch, "arrival", live=True, live_eta_sent_at=now.isoformat())
+    await svc.write(uow, dispatch, eta=eta, arrival=arrival)
     if dispatch.status == DispatchStatus.CONTACTED:
         await svc.record(
             uow,
@@ -640,16 +642,17 @@ async def undo_check_in(uow: UnitOfWork, engineer: User, dispatch_id: int) -> No
     if not dispatch.arrival.get("auto") or dispatch.report.get("draft", {}).get("outcome"):
         raise DomainError("err_cannot_undo")
     previous = DispatchStatus(str(dispatch.arrival.get("previous_status") or "en_route"))
-    await svc.record(uow, dispatch, "checkin_undone", actor=engineer, to_status=previous)
-    dispatch.arrived_at = None
     # Still following the live location, but not checking in again at this same spot: the
     # next update inside the radius would undo the undo.
-    dispatch.arrival = {
-        "late": dispatch.arrival.get("late", False),
-        "live": True,
-        "no_auto": True,
-    }
-    dispatch.report = {}
+    arrival = {"late": dispatch.arrival.get("late", False), "live": True, "no_auto": True}
+    await svc.record(
+        uow,
+        dispatch,
+        "checkin_undone",
+        actor=engineer,
+        to_status=previous,
+        changes={"arrived_at": None, "arrival": arrival, "report": {}},
+    )
     await _arm_arrival(uow, dispatch)
     await conversations.enter(uow, engineer.id, FLOW, "arrival", dispatch_id=dispatch.id)
     await uow.out.send(Msg("job_checkin_undone", {"number": dispatch.number}, user_id=engineer.id))
@@ -664,12 +667,14 @@ def _draft(dispatch: Dispatch) -> dict[str, Any]:
     return dict(dispatch.report.get("draft") or {})
 
 
-def _save_draft(dispatch: Dispatch, draft: dict[str, Any], step: str) -> None:
-    dispatch.report = {**dispatch.report, "draft": draft, "step": step}
+async def _save_draft(
+    uow: UnitOfWork, dispatch: Dispatch, draft: dict[str, Any], step: str
+) -> None:
+    await svc.write(uow, dispatch, report=_merged(dispatch, "report", draft=draft, step=step))
 
 
 async def start_report(uow: UnitOfWork, engineer: User, dispatch: Dispatch) -> None:
-    _save_draft(dispatch, _draft(dispatch), _draft_step(dispatch) or "outcome")
+    await _save_draft(uow, dispatch, _draft(dispatch), _draft_step(dispatch) or "outcome")
     await prompt_report_step(uow, engineer, dispatch)
 
 
@@ -730,7 +735,7 @@ async def report_outcome(uow: UnitOfWork, engineer: User, dispatch_id: int, outc
         draft["outcome"] = Outcome(outcome).value
     except ValueError:
         raise DomainError("err_stale_button") from None
-    _save_draft(dispatch, draft, "work")
+    await _save_draft(uow, dispatch, draft, "work")
     await prompt_report_step(uow, engineer, dispatch)
 
 
@@ -746,7 +751,7 @@ def _clean_text(text: str, limit: int = MAX_TEXT) -> str:
 async def report_work(uow: UnitOfWork, engineer: User, dispatch_id: int, text: str) -> None:
     dispatch, draft = await _report_job(uow, engineer, dispatch_id, "work")
     draft["work_done"] = _clean_text(text)
-    _save_draft(dispatch, draft, "parts")
+    await _save_draft(uow, dispatch, draft, "parts")
     await prompt_report_step(uow, engineer, dispatch)
 
 
@@ -783,7 +788,7 @@ def parse_parts(text: str) -> list[dict[str, Any]]:
 async def report_parts(uow: UnitOfWork, engineer: User, dispatch_id: int, text: str | None) -> None:
     dispatch, draft = await _report_job(uow, engineer, dispatch_id, "parts")
     draft["parts"] = parse_parts(text) if text is not None else []
-    _save_draft(dispatch, draft, "photos")
+    await _save_draft(uow, dispatch, draft, "photos")
     await prompt_report_step(uow, engineer, dispatch)
 
 
@@ -794,7 +799,7 @@ async def report_photo(uow: UnitOfWork, engineer: User, dispatch_id: int, file_i
         raise DomainError("err_too_many", limit=MAX_PHOTOS)
     photos.append(file_id)
     draft["photos"] = photos
-    _save_draft(dispatch, draft, "photos")
+    await _save_draft(uow, dispatch, draft, "photos")
     await uow.out.send(
         Msg(
             "report_photo_saved",
@@ -808,20 +813,20 @@ async def report_photo(uow: UnitOfWork, engineer: User, dispatch_id: int, file_i
 async def report_photos_done(uow: UnitOfWork, engineer: User, dispatch_id: int) -> None:
     dispatch, draft = await _report_job(uow, engineer, dispatch_id, "photos")
     draft.setdefault("photos", [])
-    _save_draft(dispatch, draft, "extra")
+    await _save_draft(uow, dispatch, draft, "extra")
     await prompt_report_step(uow, engineer, dispatch)
 
 
 async def report_extra(uow: UnitOfWork, engineer: User, dispatch_id: int, text: str | None) -> None:
     dispatch, draft = await _report_job(uow, engineer, dispatch_id, "extra")
     draft["extra_work"] = _clean_text(text) if text is not None else ""
-    _save_draft(dispatch, draft, "confirm")
+    await _save_draft(uow, dispatch, draft, "confirm")
     await prompt_report_step(uow, engineer, dispatch)
 
 
 async def report_redo(uow: UnitOfWork, engineer: User, dispatch_id: int) -> None:
     dispatch, _ = await _report_job(uow, engineer, dispatch_id, "confirm")
-    _save_draft(dispatch, {}, "outcome")
+    await _save_draft(uow, dispatch, {}, "outcome")
     await prompt_report_step(uow, engineer, dispatch)
 
 
@@ -833,14 +838,13 @@ async def submit_report(uow: UnitOfWork, engineer: User, dispatch_id: int) -> Di
         key: draft.get(key) for key in ("outcome", "work_done", "parts", "photos", "extra_work")
     }
     report["submitted_at"] = now.isoformat()
-    dispatch.report = {"final": report}
-    dispatch.reported_at = now
     await svc.record(
         uow,
         dispatch,
         "report_submitted",
         actor=engineer,
         to_status=DispatchStatus.AWAITING_SIGNOFF,
+        changes={"report": {"final": report}, "reported_at": now},
         outcome=report["outcome"],
         parts=len(report.get("parts") or []),
         photos=len(report.get("photos") or []),
@@ -1085,8 +1089,9 @@ async def arrival_overdue(uow: UnitOfWork, dispatch_id: int) -> None:
         DispatchStatus.EN_ROUTE,
     ):
         return
-    _set(dispatch, "arrival", late=True)
-    await svc.record(uow, dispatch, "late")
+    await svc.record(
+        uow, dispatch, "late", changes={"arrival": _merged(dispatch, "arrival", late=True)}
+    )
     await alert_supervisors(uow, dispatch, "alert_late_arrival")
     await notify_customer(uow, dispatch, "cust_late")
     engineer = await uow.session.get(User, dispatch.engineer_id)
@@ -1146,12 +1151,9 @@ async def reassign(uow: UnitOfWork, supervisor: User, dispatch_id: int) -> None:
         "reassigned",
         actor=supervisor,
         to_status=DispatchStatus.UNASSIGNED,
+        changes={"engineer_id": None, "arrival": {}, "eta": None, "contacted_at": None},
         engineer_id=previous,
     )
-    dispatch.engineer_id = None
-    dispatch.arrival = {}
-    dispatch.eta = None
-    dispatch.contacted_at = None
     await timers.cancel(uow, subject=svc.subject(dispatch.id), kinds=KINDS)
     if previous is not None:
         await end_hold(uow, dispatch, previous)

@@ -232,9 +232,14 @@ async def accept(uow: UnitOfWork, engineer: User, offer_id: int) -> Dispatch:
     ):
         raise DomainError("err_offer_closed", status="taken")
     set_committed_value(dispatch, "engineer_id", engineer.id)  # what the row now holds
-    now = uow.clock.now()
-    dispatch.accepted_at = now
-    await svc.record(uow, dispatch, "accepted", actor=engineer, to_status=DispatchStatus.ACCEPTED)
+    await svc.record(
+        uow,
+        dispatch,
+        "accepted",
+        actor=engineer,
+        to_status=DispatchStatus.ACCEPTED,
+        changes={"accepted_at": uow.clock.now()},
+    )
     await timers.cancel(uow, subject=svc.subject(dispatch.id), kinds=(OFFER_TIMEOUT,))
     params = await dispatch_params(uow, dispatch, private=True)
     await uow.out.send(Msg("offer_accepted", params, user_id=engineer.id, edit=offer_ref(offer.id)))

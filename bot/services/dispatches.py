@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, inspect, select
+from sqlalchemy import Table, Update, bindparam, func, insert, inspect, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from bot.core.enums import HELD_DISPATCH_STATUSES, DispatchStatus, Role
@@ -15,6 +16,8 @@ from bot.services.intake import CleanDispatch
 from bot.services.uow import UnitOfWork
 
 _ADD_EVENT = insert(cast(Table, DispatchEvent.__table__))
+_DISPATCHES = cast(Table, Dispatch.__table__)
+_WRITES: dict[tuple[str, ...], Update] = {}  # one UPDATE per set of columns, built once
 
 # One transition table for the dispatch status machine.
 TRANSITIONS: dict[DispatchStatus, frozenset[DispatchStatus]] = {
@@ -73,6 +76,33 @@ def subject(dispatch_id: int) -> str:
     return f"dispatch:{dispatch_id}"
 
 
+async def write(uow: UnitOfWork, dispatch: Dispatch, **values: Any) -> None:
+    """Set these columns of the dispatch, in the row at once and on the object.
+
+    A job step changes a column or two of the dispatch it holds; one UPDATE built once per set
+    of columns costs about a third of the unit of work's flush of the changed object (which
+    works out what changed, orders and batches it). A dispatch created in this unit of work
+    is simply given the values: its INSERT carries them."""
+    if not values:
+        return
+    if not inspect(dispatch).persistent:
+        for key, value in values.items():
+            setattr(dispatch, key, value)
+        return
+    keys = tuple(sorted(values))
+    statement = _WRITES.get(keys)
+    if statement is None:
+        statement = _WRITES[keys] = (
+            update(_DISPATCHES)
+            .where(_DISPATCHES.c.id == bindparam("b_id"))
+            .values({key: bindparam(f"b_{key}", type_=_DISPATCHES.c[key].type) for key in keys})
+        )
+    params = {f"b_{key}": value for key, value in values.items()}
+    await uow.session.execute(statement, {"b_id": dispatch.id, **params})
+    for key, value in values.items():
+        set_committed_value(dispatch, key, value)  # what the row now holds: nothing to flush
+
+
 async def record(
     uow: UnitOfWork,
     dispatch: Dispatch,
@@ -80,19 +110,23 @@ async def record(
     *,
     actor: User | None = None,
     to_status: DispatchStatus | None = None,
+    changes: dict[str, Any] | None = None,
     latitude: float | None = None,
     longitude: float | None = None,
     **data: Any,
 ) -> None:
-    """Append to the dispatch's history and, with ``to_status``, move it (checked).
+    """Append to the dispatch's history and, with ``to_status``, move it (checked); the
+    other columns in ``changes`` are written with the status, in the same UPDATE.
 
     The history row is a plain insert built once (most job steps add one)."""
     from_status = dispatch.status
+    values = dict(changes or {})
     if to_status is not None:
         allowed = TRANSITIONS[DispatchStatus(from_status)]
         if to_status not in allowed:
             raise IllegalTransition(f"{from_status} -> {to_status}")
-        dispatch.status = to_status.value
+        values["status"] = to_status.value
+    await write(uow, dispatch, **values)
     if dispatch.id is None:
         await uow.session.flush()  # a dispatch created in this unit of work gets its id
     await uow.session.execute(
