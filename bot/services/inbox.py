@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import InboxStatus
-from bot.db.engine import conflict_insert, dialect_of
+from bot.db.engine import dialect_of
 from bot.db.models import Inbox
 
 # Core, not the ORM: the inbox is on every update's path, and plain statements on the table
@@ -39,8 +41,17 @@ def chat_of(update: dict[str, Any]) -> int | None:
     return None
 
 
+# Built once per dialect, the values as parameters (executemany for a batch): a multi-row
+# VALUES insert is compiled afresh on every call (SQLAlchemy cannot cache it).
+_STORE = {
+    name: insert(INBOX).on_conflict_do_nothing(index_elements=["update_id"])
+    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
 async def store(session: AsyncSession, updates: list[dict[str, Any]], now: datetime) -> int:
-    """Insert updates, ignoring ones already stored (redelivery); returns how many were new."""
+    """Insert updates, ignoring ones already stored (redelivery); returns how many were new
+    (for a batch of several, as the driver counts them: asyncpg does not, and says -1)."""
     if not updates:
         return 0
     rows = [
@@ -54,9 +65,7 @@ async def store(session: AsyncSession, updates: list[dict[str, Any]], now: datet
         }
         for u in updates
     ]
-    insert = conflict_insert(session)
-    stmt = insert(INBOX).values(rows).on_conflict_do_nothing(index_elements=["update_id"])
-    result = await session.execute(stmt)
+    result = await session.execute(_STORE[dialect_of(session)], rows)
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -168,11 +177,8 @@ async def take(session: AsyncSession, update_id: int, now: datetime) -> bool:
         "received_at": now,
         "done_at": now,
     }
-    insert = conflict_insert(session)
-    # Values as parameters, not in the statement: a multi-VALUES insert is compiled afresh
-    # on every call (SQLAlchemy cannot cache it), a parametrised one once.
-    stmt = insert(INBOX).on_conflict_do_nothing(index_elements=["update_id"])
-    return bool(getattr(await session.execute(stmt, row), "rowcount", 0))
+    done = await session.execute(_STORE[dialect_of(session)], row)
+    return bool(getattr(done, "rowcount", 0))
 
 
 async def mark_unhandled_done(session: AsyncSession, update_id: int, now: datetime) -> None:

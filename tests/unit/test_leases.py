@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine.interfaces import CacheStats
 
 from bot.core.messages import Msg
 from bot.db.models import Inbox, Outbox
@@ -41,3 +42,34 @@ async def test_release_leases_frees_claimed_unfinished_rows_only(services) -> No
     async with services.uow() as uow:
         assert list(await uow.session.scalars(select(Inbox.locked_until))) == [None, None]
         assert list(await uow.session.scalars(select(Outbox.locked_until))) == [None, None]
+
+
+async def test_storing_updates_compiles_the_insert_once_whatever_the_batch_size(services) -> None:
+    """The poller stores a batch per poll: one statement built once and run with a row each,
+    not a VALUES list compiled afresh for every batch (docs/PERFORMANCE.md)."""
+    engine = services.sessionmaker.kw["bind"].sync_engine
+    inserts: list[CacheStats] = []
+
+    def seen(_conn, _cursor, statement: str, _params, context, _many) -> None:
+        if statement.startswith("INSERT INTO inbox"):
+            inserts.append(context.cache_hit)
+
+    event.listen(engine, "after_cursor_execute", seen)
+    try:
+        next_id = 100
+        for size in (1, 3, 2, 3, 5):
+            batch = [
+                {"update_id": next_id + n, "message": {"chat": {"id": 7}}} for n in range(size)
+            ]
+            next_id += size
+            async with services.uow() as uow:
+                await inbox.store(uow.session, batch, services.clock.now())
+                await uow.commit()
+    finally:
+        event.remove(engine, "after_cursor_execute", seen)
+    assert len(inserts) == 5  # one statement a batch
+    # compiled once for a single row and once for a batch; never again
+    assert all(hit == CacheStats.CACHE_HIT for hit in inserts[2:]), inserts
+    async with services.uow() as uow:
+        stored = await uow.session.scalar(select(func.count()).select_from(Inbox))
+    assert stored == 14
