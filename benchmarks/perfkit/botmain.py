@@ -56,10 +56,16 @@ def count_sql(path: str) -> None:
 
     gc.callbacks.append(on_gc)
 
+    from sqlalchemy.engine.interfaces import CacheStats
+
     @event.listens_for(Engine, "before_cursor_execute")
     def _count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         counts[shape(statement)] += 1
         counts["~statements"] += 1
+        if context is not None and context.cache_hit != CacheStats.CACHE_HIT:
+            # compiled for this execution: not built once, or not cacheable at all
+            counts["~compiled"] += 1
+            counts[f"~compiled: {shape(statement)}"] += 1
 
     @event.listens_for(Engine, "commit")
     def _commit(conn):  # type: ignore[no-untyped-def]
