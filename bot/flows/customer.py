@@ -192,15 +192,20 @@ async def link_by_code(
     )
     newly = dispatch.customer_user_id is None
     if newly:
-        await svc.record(
-            uow,
-            dispatch,
-            "customer_linked",
-            actor=user,
-            changes={"customer_user_id": user.id},
-            via="link",
-        )
+        await _link(uow, dispatch, user, via="link")
     await _tell_linked(uow, user, [dispatch], newly=[dispatch] if newly else [])
+
+
+async def _link(uow: UnitOfWork, dispatch: Dispatch, customer: User, *, via: str) -> None:
+    """The customer follows this job from now on (recorded in its history)."""
+    await svc.record(
+        uow,
+        dispatch,
+        "customer_linked",
+        actor=customer,
+        changes={"customer_user_id": customer.id},
+        via=via,
+    )
 
 
 async def link_by_contact(
@@ -244,14 +249,7 @@ async def link_by_contact(
     mine = [job for job in jobs if job.customer_user_id in (None, user.id)]
     newly = [job for job in mine if job.customer_user_id is None]
     for job in newly:
-        await svc.record(
-            uow,
-            job,
-            "customer_linked",
-            actor=user,
-            changes={"customer_user_id": user.id},
-            via="contact",
-        )
+        await _link(uow, job, user, via="contact")
     if not mine:
         await uow.out.send(
             Msg(
