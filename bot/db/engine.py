@@ -76,10 +76,14 @@ def dialect_of(session: AsyncSession) -> str:
     return session.bind.dialect.name if session.bind is not None else "sqlite"
 
 
+# Each dialect's ``insert`` with ``on_conflict_do_nothing`` / ``on_conflict_do_update`` (Core's
+# own ``insert`` has neither), by ``dialect_of``'s name: for statements built once per dialect.
+CONFLICT_INSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
+
+
 def conflict_insert(session: AsyncSession) -> Any:
-    """The dialect's ``insert`` with ``on_conflict_do_nothing`` / ``on_conflict_do_update``
-    (PostgreSQL's or SQLite's; Core's own ``insert`` has neither)."""
-    return pg_insert if dialect_of(session) == "postgresql" else sqlite_insert
+    """The ``insert`` with ON CONFLICT clauses of the session's database."""
+    return CONFLICT_INSERTS[dialect_of(session)]
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

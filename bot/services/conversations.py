@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bot.db.engine import dialect_of
+from bot.db.engine import CONFLICT_INSERTS, dialect_of
 from bot.db.models import Conversation
 from bot.services.uow import UnitOfWork
 
@@ -32,7 +30,7 @@ def _upsert(insert: Any) -> Any:
     return stmt.on_conflict_do_update(index_elements=[_C.user_id], set_=moved)
 
 
-_ENTER = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+_ENTER = {name: _upsert(insert) for name, insert in CONFLICT_INSERTS.items()}
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.enums import InboxStatus
-from bot.db.engine import dialect_of
+from bot.db.engine import CONFLICT_INSERTS, dialect_of
 from bot.db.models import Inbox
 
 # Core, not the ORM: the inbox is on every update's path, and plain statements on the table
@@ -45,7 +43,7 @@ def chat_of(update: dict[str, Any]) -> int | None:
 # VALUES insert is compiled afresh on every call (SQLAlchemy cannot cache it).
 _STORE = {
     name: insert(INBOX).on_conflict_do_nothing(index_elements=["update_id"])
-    for name, insert in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+    for name, insert in CONFLICT_INSERTS.items()
 }
 
 
