@@ -1,14 +1,11 @@
 """The fake Bot API as the benchmarks use it: a recorder of timestamps and cheap per-chat waits.
 
-``BenchTelegram`` is ``bot.fakeapi.FakeTelegram`` with two benchmark-only changes (the fake
-itself is shared with the tests and is not ours to change):
-
-* webhook delivery can be **concurrent** (up to ``max_connections`` requests in flight, as
-  Telegram does, one at a time per chat so each chat's order holds) and can be spread
-  **round-robin over several worker URLs**, playing the load balancer in front of several
-  worker processes. The stock fake posts one update at a time to the one registered URL.
-* ``answerCallbackQuery`` checks "already answered" against a set; the stock fake rebuilds a
-  set of every answer ever given on each call (quadratic over a long run).
+``BenchTelegram`` is ``bot.fakeapi.FakeTelegram`` with one benchmark-only change:
+webhook delivery can be **concurrent** (up to ``max_connections`` requests in flight, as
+Telegram does, one at a time per chat so each chat's order holds) and can be spread
+**round-robin over several worker URLs**, playing the load balancer in front of several
+worker processes. The stock fake posts one update at a time to the one registered URL, as the
+end-to-end tests want it.
 
 Simulated users do not use ``FakeTelegram.wait_for`` (every waiter wakes on every change and
 re-copies the chat): :class:`Recorder` observes the transcript once and wakes only the chat
@@ -27,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.fakeapi import FakeTelegram, FakeUser, TranscriptEntry
-from bot.fakeapi.models import AnsweredCallback, bad_request
 from bot.fakeapi.state import MessageRecord
 from bot.services.inbox import chat_of
 
@@ -35,48 +31,13 @@ log = logging.getLogger(__name__)
 
 
 class BenchTelegram(FakeTelegram):
-    """FakeTelegram with concurrent / round-robin webhook delivery and O(1) callback answers."""
+    """FakeTelegram with concurrent / round-robin webhook delivery."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.webhook_targets: list[str] = []  # base URLs; empty = the URL given to setWebhook
         self.webhook_concurrency = 40
         self.deliveries_per_target: dict[str, int] = {}
-        self._answered_ids: set[str] = set()
-
-    # ---- answerCallbackQuery without the quadratic scan
-    async def _api_answerCallbackQuery(self, p: Any) -> bool:
-        query_id = p.get_str("callback_query_id") or ""
-        query = self._callback_queries.get(query_id)
-        if query is None or query_id in self._answered_ids:
-            raise bad_request(
-                "query is too old and response timeout expired or query ID is invalid"
-            )
-        self._answered_ids.add(query_id)
-        answer = AnsweredCallback(
-            callback_query_id=query_id,
-            text=p.get_str("text"),
-            show_alert=p.get_bool("show_alert"),
-            url=p.get_str("url"),
-            cache_time=p.get_int("cache_time"),
-        )
-        self.answered_callbacks.append(answer)
-        chat_id = int(query.get("message", {}).get("chat", {}).get("id", query["from"]["id"]))
-        state = self._chats.get(chat_id)
-        if answer.text and state is not None:
-            self._emit(
-                TranscriptEntry(
-                    direction="bot",
-                    chat_id=chat_id,
-                    user_name=state.title,
-                    kind="callback_answer",
-                    text=answer.text,
-                    extra={"show_alert": answer.show_alert, "callback_query_id": query_id},
-                )
-            )
-        else:
-            self._notify()
-        return True
 
     # ---- webhook delivery: concurrent, ordered per chat, optionally round-robin
     async def _webhook_loop(self) -> None:

@@ -161,6 +161,7 @@ class FakeTelegram:
         self.updates: list[JsonDict] = []
         self.transcript: list[TranscriptEntry] = []
         self.answered_callbacks: list[AnsweredCallback] = []
+        self._answered: dict[str, AnsweredCallback] = {}  # by query id: each answered once
         self.chat_actions: list[tuple[int, str]] = []
         self.uploads: list[UploadedFile] = []
         self.webhook_deliveries: list[tuple[int, int | str]] = []
@@ -630,9 +631,9 @@ class FakeTelegram:
         """Wait until the bot answered the given callback query."""
         deadline = time.monotonic() + timeout
         while True:
-            for answer in self.answered_callbacks:
-                if answer.callback_query_id == callback_query_id:
-                    return answer
+            answer = self._answered.get(callback_query_id)
+            if answer is not None:
+                return answer
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(
@@ -1597,8 +1598,7 @@ class FakeTelegram:
     async def _api_answerCallbackQuery(self, p: Params) -> bool:
         query_id = p.get_str("callback_query_id") or ""
         query = self._callback_queries.get(query_id)
-        answered = {a.callback_query_id for a in self.answered_callbacks}
-        if query is None or query_id in answered:
+        if query is None or query_id in self._answered:
             raise bad_request(
                 "query is too old and response timeout expired or query ID is invalid"
             )
@@ -1610,6 +1610,7 @@ class FakeTelegram:
             cache_time=p.get_int("cache_time"),
         )
         self.answered_callbacks.append(answer)
+        self._answered[query_id] = answer
         chat_id = int(query.get("message", {}).get("chat", {}).get("id", query["from"]["id"]))
         state = self._chats.get(chat_id)
         if answer.text and state is not None:
