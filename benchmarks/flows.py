@@ -58,7 +58,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--kinds",
         default="fieldbot,bare",
-        help="fieldbot,bare[,bare-aiohttp]: bare-aiohttp is bare PTB on fieldbot's PTB transport",
+        help="fieldbot,bare[,bare-aiohttp,bare-answering]: bare-aiohttp is bare PTB on "
+        "fieldbot's PTB transport; bare-answering also answers each button press",
     )
     parser.add_argument(
         "--pg-admin-url",
@@ -148,7 +149,7 @@ def overhead_rows(results: list[Result]) -> list[list[object]]:
         if c.kind != "fieldbot":
             continue
         runtime, db, n = c.runtime, c.db_url, c.engineers
-        for kind in ("bare", "bare-aiohttp"):
+        for kind in ("bare", "bare-aiohttp", "bare-answering"):
             bare = bares.get((kind, runtime, db, n))
             if bare is None or not bare.throughput or not bare.per_cpu_second:
                 continue

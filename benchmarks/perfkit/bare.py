@@ -6,6 +6,10 @@ aiosqlite, or asyncpg) and one reply (sendMessage with a one-button inline keybo
 simulated user has something to press next). Polling is each framework's own: aiogram's
 ``start_polling`` (updates handled as tasks) and PTB's ``Updater`` with
 ``concurrent_updates(True)`` (PTB's default handles one update at a time).
+
+With ``PERF_BARE_ANSWER=1`` (``flows.py --kinds bare-answering``) the bare bot also answers each
+button press (``answerCallbackQuery``, which Telegram asks of every bot and fieldbot does): a
+second reference beside the issue's baseline, never instead of it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ EVENTS = Table(
     Column("kind", String(20)),
     Column("at", DateTime(timezone=True)),
 )
+ANSWER = os.environ.get("PERF_BARE_ANSWER") == "1"  # also answer button presses (see above)
 NEXT = {"inline_keyboard": [[{"text": "Next", "callback_data": "next"}]]}
 
 
@@ -79,6 +84,8 @@ async def run_aiogram(token: str, api_url: str, db_url: str) -> None:
     async def on_query(query: CallbackQuery, event_update: Update) -> None:
         chat_id = query.message.chat.id if query.message else query.from_user.id
         await write(engine, event_update.update_id, chat_id, "button")
+        if ANSWER:
+            await query.answer()
         await bot.send_message(chat_id, "ok", reply_markup=markup)
 
     await bot.delete_webhook()
@@ -117,6 +124,8 @@ async def run_ptb(token: str, api_url: str, db_url: str) -> None:
         assert query is not None
         chat_id = query.message.chat.id if query.message else query.from_user.id
         await write(engine, update.update_id, chat_id, "button")
+        if ANSWER:
+            await query.answer()
         await context.bot.send_message(chat_id, "ok", reply_markup=markup)
 
     builder = (

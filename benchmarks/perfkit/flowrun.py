@@ -47,7 +47,9 @@ UNTHROTTLED = {"send_global_rate": 100_000, "send_chat_rate": 1_000, "send_chat_
 
 @dataclass
 class Config:
-    kind: str  # "fieldbot", "bare", or "bare-aiohttp" (bare PTB on fieldbot's aiohttp transport)
+    # "fieldbot", "bare", "bare-aiohttp" (bare PTB on fieldbot's aiohttp transport) or
+    # "bare-answering" (bare, also answering each button press)
+    kind: str
     runtime: str  # "aiogram" or "ptb"
     db_url: str
     engineers: int
@@ -276,6 +278,8 @@ async def run(cfg: Config) -> Result:
                 proc.settings["perf_patches"] = ",".join(cfg.patches)
             if cfg.kind == "bare-aiohttp":
                 proc.settings["perf_bare_transport"] = "aiohttp"
+            if cfg.kind == "bare-answering":
+                proc.settings["perf_bare_answer"] = "1"
             procs.append(proc)
         for proc in procs:  # one at a time: each upgrades nothing, but registers its webhook
             await proc.start()
