@@ -39,6 +39,11 @@ from bot.services.uow import UnitOfWork
 
 FOLLOWUP_ASK = "followup_ask"
 OUTREACH = "followup_outreach"
+OUTREACH_MORE = "followup_outreach_more"  # the next batch of one year's outreach
+# Customers asked per transaction. The outreach goes to every customer of the year at once;
+# in one transaction thousands of them would hold the database (on SQLite, the whole bot)
+# for seconds, and every job step and escalation would wait behind them.
+OUTREACH_BATCH = 100
 FLOW = "followup"
 
 SATISFACTION = "satisfaction"
@@ -294,7 +299,9 @@ async def december_outreach(uow: UnitOfWork, due_at: datetime) -> int:
     """Recurring timer: ask every customer with a job this year about next year's needs.
 
     Customers nobody can reach in chat are listed for the supervisors. Returns how many
-    customers were asked (or listed) now; a repeated run asks nobody twice.
+    customers were asked (or listed) now; a repeated run asks nobody twice. At most
+    ``OUTREACH_BATCH`` are asked in one transaction: when more are left, an ``OUTREACH_MORE``
+    timer due now asks the next batch in a transaction of its own (the sweep's next tick).
     """
     zone = ZoneInfo(uow.settings.timezone)
     year = due_at.astimezone(zone).year
@@ -313,14 +320,18 @@ async def december_outreach(uow: UnitOfWork, due_at: datetime) -> int:
     for dispatch_id, customer_id, user_id in rows:
         _, known_user = latest.get(customer_id, (0, None))
         latest[customer_id] = (dispatch_id, user_id or known_user)
-    asked = 0
+    done = set(
+        await uow.session.scalars(
+            select(FollowUp.customer_id).where(
+                FollowUp.kind == OUTREACH_KIND, FollowUp.year == year
+            )
+        )
+    )
+    left = [(c, ids) for c, ids in latest.items() if c not in done]
     now = uow.clock.now()
-    for customer_id, (dispatch_id, user_id) in latest.items():
-        key = f"out:{year}:{customer_id}"
-        if await _by_key(uow, key) is not None:
-            continue
+    for customer_id, (dispatch_id, user_id) in left[:OUTREACH_BATCH]:
         followup = FollowUp(
-            key=key,
+            key=f"out:{year}:{customer_id}",
             kind=OUTREACH_KIND,
             status=SCHEDULED,
             customer_id=customer_id,
@@ -333,8 +344,15 @@ async def december_outreach(uow: UnitOfWork, due_at: datetime) -> int:
         uow.session.add(followup)
         await uow.session.flush()
         await _ask(uow, followup, await _reachable(uow, user_id))
-        asked += 1
-    return asked
+    if len(left) > OUTREACH_BATCH:
+        await timers.schedule(
+            uow,
+            kind=OUTREACH_MORE,
+            subject=f"outreach:{year}",
+            due_at=now,
+            payload={"due_at": due_at.isoformat()},
+        )
+    return min(len(left), OUTREACH_BATCH)
 
 
 # ---- answers --------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ ACTIONS: dict[str, TimerAction] = {
     customer.SIGNOFF_ESCALATION: _on_dispatch(customer.signoff_escalation),
     followups.FOLLOWUP_ASK: _followup_ask,
     followups.OUTREACH: _outreach,
+    followups.OUTREACH_MORE: _outreach,
     **{kind: complaints.on_complaint(action) for kind, action in complaints.TIMER_ACTIONS.items()},
 }
 

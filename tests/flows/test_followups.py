@@ -421,6 +421,41 @@ async def test_the_december_outreach_asks_every_customer_with_a_job_this_year(
     assert await sweep(services) == 0  # once this year
 
 
+async def test_the_december_outreach_asks_a_batch_per_transaction_and_everyone_once(
+    services, clock, monkeypatch
+) -> None:
+    """Thousands of customers in one transaction would hold the database (on SQLite the whole
+    bot) for seconds: each batch is a sweep of its own, the next lined up as a timer."""
+    monkeypatch.setattr(followups, "OUTREACH_BATCH", 2)
+    clock.set(local(2026, 3, 1, 9, 0))
+    await ensure_recurring(services)
+    for n in range(5):
+        user = await add_customer_user(services, 320 + n)
+        await completed_job(services, user, customer=f"Customer {n}")
+    clock.set(local(2026, 12, 1, 10, 0))
+
+    def question(text: str) -> bool:
+        return "planning for 2027" in text
+
+    asked = []
+    for _ in range(4):
+        await sweep(services)
+        outreach = [f for f in await all_followups(services) if f.kind == "outreach"]
+        asked.append(len(outreach))
+    assert asked == [2, 4, 5, 5]
+    for n in range(5):
+        assert len([t for t in await texts_to(services, 320 + n) if question(t)]) == 1
+    async with services.uow() as uow:
+        pending = list(
+            await uow.session.scalars(
+                select(Timer.kind).where(
+                    Timer.kind.like("followup_outreach%"), Timer.status == "pending"
+                )
+            )
+        )
+    assert pending == ["followup_outreach"]  # next year's; no batch left over
+
+
 async def test_no_needs_is_an_answer_too(services, clock) -> None:
     clock.set(local(2026, 3, 1, 9, 0))
     await ensure_recurring(services)
