@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from bot.bootstrap import build_services
 from bot.core.clock import FakeClock
@@ -374,6 +374,26 @@ async def test_weekly_figures_match_the_hand_computed_values(services, ratings) 
         ("late", "FB000004"),
         ("unassigned", "FB000007"),
     ]
+
+
+async def test_the_figures_read_jobs_as_plain_rows(services, ratings) -> None:
+    """A month of a large company is tens of thousands of jobs (and more are open): loading
+    each as a whole ORM object held the database, on SQLite the whole bot, for seconds."""
+    await seeded(services, ratings)
+    loaded: list[int] = []
+
+    def on_load(job: Dispatch, _context: Any) -> None:
+        loaded.append(job.id)
+
+    event.listen(Dispatch, "load", on_load)
+    try:
+        async with services.uow() as uow:
+            week = reports.parse_period("weekly", "", uow.clock.now(), "Asia/Shanghai")
+            f = await reports.gather(uow, week)
+    finally:
+        event.remove(Dispatch, "load", on_load)
+    assert (f.total.jobs, len(f.escalations)) == (6, 3)
+    assert loaded == []
 
 
 async def test_daily_digest_figures_for_a_given_day(services, ratings) -> None:
