@@ -169,31 +169,9 @@ class InLoopSession(AsyncSession):
         )
         return result
 
-    async def scalar(
-        self,
-        statement: Any,
-        params: Any = None,
-        *,
-        execution_options: Any = _NO_OPTIONS,
-        bind_arguments: Any = None,
-        **kw: Any,
-    ) -> Any:
-        if not self._direct():
-            return await super().scalar(
-                statement,
-                params,
-                execution_options=execution_options,
-                bind_arguments=bind_arguments,
-                **kw,
-            )
-        options = _PREBUFFER.union(execution_options) if execution_options else _PREBUFFER
-        return self.sync_session.scalar(
-            statement,
-            params,
-            execution_options=options,
-            bind_arguments=bind_arguments,
-            **kw,
-        )
+    async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        """``execute`` and its first column of the first row (both ways, as ``execute``)."""
+        return (await self.execute(statement, params, **kw)).scalar()
 
     async def get(self, entity: Any, ident: Any, **kw: Any) -> Any:
         if not self._direct():
