@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     report_weekly_cron: Cron = "0 16 * * fri"
     report_monthly_cron: Cron = "0 9 1 * *"
 
+    # Retention (DOMAIN.md §7): handled updates and sent messages are pruned daily
+    inbox_retention: Duration = timedelta(days=7)
+    outbox_retention: Duration = timedelta(days=30)
+    retention_cron: Cron = "15 3 * * *"
+
     # Machinery
     scheduler_interval: Duration = timedelta(seconds=1)
     timer_max_attempts: int = Field(default=5, ge=1)
@@ -135,6 +140,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown time zone {value!r}; use a name like Asia/Shanghai"
             ) from None
+        return value
+
+    @field_validator("inbox_retention", "outbox_retention")
+    @classmethod
+    def _at_least_a_day(cls, value: timedelta) -> timedelta:
+        # A redelivered update is recognised by its inbox row, and an edit finds its message
+        # by the outbox row: neither may go within the day.
+        if value < timedelta(days=1):
+            raise ValueError("keep rows for at least 1d (a day)")
         return value
 
     @field_validator("database_url")

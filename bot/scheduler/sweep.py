@@ -30,7 +30,7 @@ from bot.core.messages import Msg
 from bot.db.engine import dialect_of
 from bot.db.models import Timer
 from bot.scheduler.registry import ACTIONS, RECURRING
-from bot.services import timers
+from bot.services import retention, timers
 from bot.services.context import Services
 from bot.services.staff import staff_with_role, supervisors_on_duty
 from bot.services.uow import UnitOfWork
@@ -345,4 +345,16 @@ def build_scheduler(services: Services, *, lock: asyncio.Lock | None = None) -> 
             misfire_grace_time=3600,
         )
     scheduler.add_job(reports.catch_up, args=[services], id="report-catch-up")  # once, now
+    if services.settings.retention_cron:
+        scheduler.add_job(
+            retention.run,
+            CronTrigger.from_crontab(
+                services.settings.retention_cron, timezone=services.settings.timezone
+            ),
+            args=[services],
+            id="retention",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
     return scheduler
