@@ -24,21 +24,19 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, Text, bindparam, delete, exists, func, or_, select, update
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import Text, bindparam, cast, delete, exists, func, or_, select, update
 
 from bot.core.enums import InboxStatus, OutboxStatus
-from bot.db.models import Inbox, Outbox
 from bot.services.context import Services
+from bot.services.inbox import INBOX
+from bot.services.outbox import OUTBOX
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 
-INBOX = cast(Table, Inbox.__table__)
-OUTBOX = cast(Table, Outbox.__table__)
 _NEWER = OUTBOX.alias("newer")
 
 
@@ -97,9 +95,9 @@ _PRUNE_OUTBOX = _step(
     delete(OUTBOX),
 )
 _EMPTY_OUTBOX = _step(
-    select(OUTBOX.c.id).where(_FINISHED, _OLD, sql_cast(OUTBOX.c.payload, Text) != "{}"),
+    select(OUTBOX.c.id).where(_FINISHED, _OLD, cast(OUTBOX.c.payload, Text) != "{}"),
     OUTBOX.c.id,
-    update(OUTBOX).values(payload=bindparam("empty", type_=OUTBOX.c.payload.type), error=None),
+    update(OUTBOX).values(payload={}, error=None),
 )
 
 
@@ -117,7 +115,7 @@ async def prune(services: Services, *, batch: int = BATCH) -> Pruned:
     updates = await _repeat(services, _PRUNE_INBOX, now - settings.inbox_retention, batch)
     outbox_cutoff = now - settings.outbox_retention
     messages = await _repeat(services, _PRUNE_OUTBOX, outbox_cutoff, batch)
-    emptied = await _repeat(services, _EMPTY_OUTBOX, outbox_cutoff, batch, empty={})
+    emptied = await _repeat(services, _EMPTY_OUTBOX, outbox_cutoff, batch)
     pruned = Pruned(updates, messages, emptied)
     if updates or messages or emptied:
         log.info(
@@ -129,9 +127,7 @@ async def prune(services: Services, *, batch: int = BATCH) -> Pruned:
     return pruned
 
 
-async def _repeat(
-    services: Services, step: _Step, cutoff: datetime, batch: int, **params: Any
-) -> int:
+async def _repeat(services: Services, step: _Step, cutoff: datetime, batch: int) -> int:
     """Run ``step`` one batch per transaction until a batch comes back short."""
     total, after = 0, -(2**63)
     while True:
@@ -139,7 +135,7 @@ async def _repeat(
             found = {"cutoff": cutoff, "batch": batch, "after": after}
             keys = list((await uow.session.execute(step.find, found)).scalars())
             if keys:
-                await uow.session.execute(step.change, {"keys": keys, **params})
+                await uow.session.execute(step.change, {"keys": keys})
             await uow.commit(wake=False)
         total += len(keys)
         if len(keys) < batch:
