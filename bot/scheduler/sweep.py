@@ -344,7 +344,11 @@ def build_scheduler(services: Services, *, lock: asyncio.Lock | None = None) -> 
             coalesce=True,
             misfire_grace_time=3600,
         )
-    scheduler.add_job(reports.catch_up, args=[services], id="report-catch-up")  # once, now
+    # Once, now. However late: APScheduler skips a job that starts more than its grace time
+    # (1 s by default) behind schedule, and a busy start would lose the missed reports.
+    scheduler.add_job(
+        reports.catch_up, args=[services], id="report-catch-up", misfire_grace_time=None
+    )
     if services.settings.retention_cron:
         scheduler.add_job(
             retention.run,
