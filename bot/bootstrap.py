@@ -15,23 +15,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.api.app import build_app
 from bot.config import Settings
 from bot.core.clock import Clock, SystemClock
-from bot.core.enums import Priority
 from bot.core.events import Event
-from bot.core.messages import Msg
 from bot.db import migrate
 from bot.db.engine import make_engine, make_sessionmaker
-from bot.db.models import User
+from bot.flows import delivery
 from bot.handlers.router import handle
 from bot.i18n import Renderer
 from bot.runtime.base import Runtime
 from bot.scheduler.sweep import build_scheduler
 from bot.services import inbox, outbox
 from bot.services.context import Services
-from bot.services.staff import organisation, supervisors_on_duty
+from bot.services.staff import organisation
 from bot.services.workorder_pdf import warm_up_soon
 from bot.workers.polling import Poller
 from bot.workers.processor import InboxProcessor
-from bot.workers.sender import Claimed, OutboxSender
+from bot.workers.sender import OutboxSender
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +115,7 @@ class FieldBot:
         self.runtime = make_runtime(self.settings, self.services)
         self.processor = InboxProcessor(self.services, self.runtime)
         self.sender = OutboxSender(
-            self.services, self.runtime, on_permanent_failure=self._delivery_failed
+            self.services, self.runtime, on_permanent_failure=delivery.unreachable
         )
         # A commit may have queued messages: the sender looks. New updates wake the processor
         # where they arrive (poller, webhook); a handler's commit does not (its own task's end
@@ -144,28 +142,6 @@ class FieldBot:
         bind = self.services.sessionmaker.kw["bind"]
         assert isinstance(bind, AsyncEngine)
         return bind
-
-    def _delivery_failed(self, row: Claimed, reason: str) -> None:
-        self.tasks.append(asyncio.create_task(self._tell_supervisor(row.chat_id)))
-
-    async def _tell_supervisor(self, chat_id: int) -> None:
-        from sqlalchemy import select
-
-        async with self.services.uow() as uow:
-            user = await uow.session.scalar(select(User).where(User.chat_id == chat_id))
-            supervisors = await supervisors_on_duty(uow)
-            if user is None or any(s.id == user.id for s in supervisors):
-                return
-            for supervisor in supervisors:
-                await uow.out.send(
-                    Msg(
-                        "alert_undeliverable",
-                        {"name": user.name, "role": user.role},
-                        user_id=supervisor.id,
-                        priority=Priority.URGENT,
-                    )
-                )
-            await uow.commit()
 
     async def start(self) -> None:
         await prepare_database(self.engine)

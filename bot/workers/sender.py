@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -26,6 +26,7 @@ from bot.runtime.base import (
     TransientSendError,
 )
 from bot.services.context import Services
+from bot.services.uow import UnitOfWork
 from bot.workers.limit_share import LimitShare
 from bot.workers.loop import Worker
 
@@ -38,6 +39,10 @@ UNORDERED = ("answerCallbackQuery",)
 GLOBAL_MARGIN = 0.99
 MAX_IN_FLIGHT = 30
 GATHER = 0.005  # seconds a round waits for more sends to finish before recording them
+
+# Told, inside the transaction that records them, which chats a failed send showed to be out
+# of reach (bot blocked, chat gone): bot.flows.delivery.unreachable alerts the supervisor.
+Unreachable = Callable[[UnitOfWork, list[int]], Awaitable[None]]
 
 
 CLAIMED = (
@@ -163,7 +168,7 @@ class OutboxSender(Worker):
         runtime: Runtime,
         *,
         batch: int | None = None,
-        on_permanent_failure: Callable[[Claimed, str], object] | None = None,
+        on_permanent_failure: Unreachable | None = None,
     ) -> None:
         super().__init__()
         self.services = services
@@ -186,6 +191,10 @@ class OutboxSender(Worker):
         self.on_permanent_failure = on_permanent_failure
         self.inflight: set[asyncio.Task[None]] = set()
         self.done: list[dict[str, object]] = []  # outcomes not yet recorded
+        self.unreachable: dict[int, int] = {}  # row → its chat, a failure that says "out of reach"
+        # Chats reported out of reach, until a message gets through again: one alert per
+        # blocked user, not one per message they miss (after a restart, one more at most).
+        self.reported: set[int] = set()
         # Rows this process claimed whose outcome is not committed yet. Never claimed again
         # by this process, even when a stall (a long wait for the database) outlasts the
         # lease: only another process can re-send them, and only after this one died.
@@ -203,13 +212,13 @@ class OutboxSender(Worker):
 
     async def _claim(self, done: list[dict[str, object]], limit: int) -> list[Claimed]:
         """Record the outcomes of finished sends, then claim the next rows: one transaction."""
-        recorded = {int(str(values["id"])) for values in done}
+        recorded = _ids(done)
         async with self.services.uow() as uow:
             session = uow.session
             await session.connection()  # the lease counts from when we hold the database
             now = self.services.clock.now()
             if done:
-                await _record(session, done)
+                await self._record(uow, done)
             if self.share.due():
                 senders = await self.share.beat(session, now)
                 rate = self.services.settings.send_global_rate * GLOBAL_MARGIN / senders
@@ -220,7 +229,7 @@ class OutboxSender(Worker):
                 limit = 0
             if limit <= 0:
                 await uow.commit(wake=False)
-                self.owned -= recorded
+                self._forget(recorded)
                 return []
             mine = sorted(self.owned - recorded)  # being sent, or sent and unrecorded: not again
             stmt = _CLAIM_LOCKED if dialect_of(session) == "postgresql" else _CLAIM
@@ -235,9 +244,35 @@ class OutboxSender(Worker):
                 await session.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + LEASE})
             await self._resolve_edits(session, rows)
             await uow.commit(wake=False)
-            self.owned -= recorded
+            self._forget(recorded)
             self.owned.update(row.id for row in rows)
             return rows
+
+    async def _record(self, uow: UnitOfWork, done: list[dict[str, object]]) -> None:
+        """Record outcomes; for those that showed a chat out of reach, tell who must know, in
+        the same transaction (a savepoint: an alert that fails never holds up the record)."""
+        await _record(uow.session, done)
+        found = {self.unreachable[i] for i in _ids(done) if i in self.unreachable}
+        chats = sorted(found - self.reported)
+        if not chats or self.on_permanent_failure is None:
+            return
+        try:
+            async with uow.savepoint():
+                await self.on_permanent_failure(uow, chats)
+            self.reported.update(chats)
+        except Exception as exc:
+            log.error(
+                "could not tell anyone that %d chat(s) are out of reach (%s)",
+                len(chats),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+
+    def _forget(self, recorded: set[int]) -> None:
+        """Outcomes committed: no longer ours to send, nor to tell about."""
+        self.owned -= recorded
+        for row_id in recorded:
+            self.unreachable.pop(row_id, None)
 
     async def run_once(self) -> int:
         if self.inflight:
@@ -276,9 +311,9 @@ class OutboxSender(Worker):
         if self.done:
             done, self.done = self.done, []
             async with self.services.uow() as uow:
-                await _record(uow.session, done)
+                await self._record(uow, done)
                 await uow.commit(wake=False)
-            self.owned -= {int(str(values["id"])) for values in done}
+            self._forget(_ids(done))
 
     async def _leave(self) -> None:
         async with self.services.uow() as uow:
@@ -368,15 +403,14 @@ class OutboxSender(Worker):
             # The chat is out of reach (blocked, gone) or a new message could not go out:
             # someone must know. An edit, deletion or button answer that fails (the user
             # deleted the message, it is too old) says nothing about reaching the chat.
-            if self.on_permanent_failure is not None and (
-                exc.blocked or row.method.startswith("send")
-            ):
-                self.on_permanent_failure(row, str(exc))
+            if exc.blocked or row.method.startswith("send"):
+                self.unreachable[row.id] = row.chat_id
         except SendError as exc:
             values = {"status": OutboxStatus.FAILED.value, "error": str(exc)[:300]}
         else:
             message_id = result.get("message_id") if isinstance(result, dict) else None
             values = {"status": OutboxStatus.SENT.value, "sent_at": now(), "message_id": message_id}
+            self.reported.discard(row.chat_id)  # reachable again: a new block is news
         await self._finish(row, values)
 
     async def _finish(self, row: Claimed, values: dict[str, object]) -> None:
@@ -385,6 +419,10 @@ class OutboxSender(Worker):
 
 
 _RECORD: dict[tuple[str, ...], Any] = {}
+
+
+def _ids(done: list[dict[str, object]]) -> set[int]:
+    return {int(str(values["id"])) for values in done}
 
 
 async def _record(session: AsyncSession, done: list[dict[str, object]]) -> None:

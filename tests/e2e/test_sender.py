@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.bootstrap import build_services, make_runtime
 from bot.core.clock import SystemClock
@@ -14,6 +14,7 @@ from bot.core.enums import Priority
 from bot.core.messages import Msg
 from bot.db.models import Outbox
 from bot.fakeapi import FakeTelegram, FaultPlan, RateLimits
+from bot.flows import delivery
 from bot.workers.sender import OutboxSender
 from tests.conftest import reset_database
 from tests.helpers import onboard
@@ -142,22 +143,60 @@ async def test_a_blocked_user_is_recorded_and_the_supervisor_told(
     services, rt = await make(tg, make_settings, db_url, runtime)
     await tg.user(user_id=5001, first_name="Boss").send("hi")
     await onboard(services, 5001, role="supervisor", name="Boss", skills=())
-    failures: list[int] = []
-    sender = OutboxSender(
-        services, rt, on_permanent_failure=lambda row, _: failures.append(row.chat_id)
-    )
-    user = tg.user(first_name="Gone")
+    user = tg.user(user_id=5002, first_name="Gone")
     await user.send("hi")
+    await onboard(services, 5002, role="engineer", name="Zhao Gone")
+    await drain(OutboxSender(services, rt), services)  # the welcomes
     await user.block()
-    await queue(services, [user.id], 1)
+    await queue(services, [user.id], 3)  # three messages fail: one alert
+    sender = OutboxSender(services, rt, on_permanent_failure=delivery.unreachable)
     try:
         await drain(sender, services)
     finally:
         await rt.stop()
     async with services.uow() as uow:
-        row = await uow.session.scalar(select(Outbox).where(Outbox.chat_id == user.id))
-    assert row is not None and row.status == "failed" and "blocked" in (row.error or "")
-    assert failures == [user.id]
+        rows = list(
+            await uow.session.scalars(
+                select(Outbox).where(Outbox.chat_id == user.id, Outbox.status == "failed")
+            )
+        )
+    assert len(rows) == 3 and all("blocked" in (r.error or "") for r in rows)
+    alerts = [m["text"] for m in tg.messages(5001) if "cannot be delivered" in m["text"]]
+    assert alerts == [
+        "⚠️ Messages to Zhao Gone (service engineer) cannot be delivered: they may have blocked the bot."
+    ]
+    assert sender.unreachable == {}  # told and forgotten
+
+
+async def test_the_alert_is_written_with_the_failure_it_reports(
+    tg, make_settings, db_url, runtime, caplog
+) -> None:
+    """The failure and the alert are one transaction: the alert sees the failure recorded in
+    its own transaction; an alert that raises is logged and undone, and the failure is
+    recorded all the same (no alert task left to run, or to be lost, later)."""
+    services, rt = await make(tg, make_settings, db_url, runtime)
+    told: list[tuple[list[int], int]] = []
+
+    async def tell(uow, chats: list[int]) -> None:
+        failed = await uow.session.scalar(select(func.count()).where(Outbox.status == "failed"))
+        told.append((chats, int(failed or 0)))
+        await uow.out.send(Msg("err_too_long", {"limit": 1}, chat_id=4242))
+        raise RuntimeError("the alert breaks")
+
+    user = tg.user(first_name="Gone")
+    await user.send("hi")
+    await user.block()
+    await queue(services, [user.id], 1)
+    sender = OutboxSender(services, rt, on_permanent_failure=tell)
+    try:
+        await drain(sender, services)
+    finally:
+        await rt.stop()
+    assert told == [([user.id], 1)]
+    async with services.uow() as uow:
+        rows = list(await uow.session.scalars(select(Outbox).order_by(Outbox.id)))
+    assert [(r.chat_id, r.status) for r in rows] == [(user.id, "failed")]  # alert undone
+    assert "could not tell anyone that 1 chat(s) are out of reach (RuntimeError)" in caplog.text
 
 
 async def test_an_edit_of_a_message_gone_from_the_chat_alerts_nobody(
@@ -167,9 +206,11 @@ async def test_an_edit_of_a_message_gone_from_the_chat_alerts_nobody(
     chat is still reachable, so no supervisor is told it is not."""
     services, rt = await make(tg, make_settings, db_url, runtime)
     failures: list[int] = []
-    sender = OutboxSender(
-        services, rt, on_permanent_failure=lambda row, _: failures.append(row.chat_id)
-    )
+
+    async def record(_uow: Any, chats: list[int]) -> None:
+        failures.extend(chats)
+
+    sender = OutboxSender(services, rt, on_permanent_failure=record)
     user = tg.user(first_name="Here")
     await user.send("hi")
     async with services.uow() as uow:
