@@ -218,7 +218,7 @@ class OutboxSender(Worker):
             await session.connection()  # the lease counts from when we hold the database
             now = self.services.clock.now()
             if done:
-                await self._record(uow, done)
+                await self._record(uow, done, recorded)
             if self.share.due():
                 senders = await self.share.beat(session, now)
                 rate = self.services.settings.send_global_rate * GLOBAL_MARGIN / senders
@@ -248,11 +248,14 @@ class OutboxSender(Worker):
             self.owned.update(row.id for row in rows)
             return rows
 
-    async def _record(self, uow: UnitOfWork, done: list[dict[str, object]]) -> None:
-        """Record outcomes; for those that showed a chat out of reach, tell who must know, in
-        the same transaction (a savepoint: an alert that fails never holds up the record)."""
+    async def _record(
+        self, uow: UnitOfWork, done: list[dict[str, object]], recorded: set[int]
+    ) -> None:
+        """Record outcomes (``recorded``: their row ids); for those that showed a chat out of
+        reach, tell who must know, in the same transaction (a savepoint: an alert that fails
+        never holds up the record)."""
         await _record(uow.session, done)
-        found = {self.unreachable[i] for i in _ids(done) if i in self.unreachable}
+        found = {self.unreachable[i] for i in recorded if i in self.unreachable}
         chats = sorted(found - self.reported)
         if not chats or self.on_permanent_failure is None:
             return
@@ -310,10 +313,11 @@ class OutboxSender(Worker):
             await asyncio.gather(*self.inflight, return_exceptions=True)
         if self.done:
             done, self.done = self.done, []
+            recorded = _ids(done)
             async with self.services.uow() as uow:
-                await self._record(uow, done)
+                await self._record(uow, done, recorded)
                 await uow.commit(wake=False)
-            self._forget(_ids(done))
+            self._forget(recorded)
 
     async def _leave(self) -> None:
         async with self.services.uow() as uow:
